@@ -1,0 +1,22 @@
+//! builder: a daemonless OCI image builder and layered storage manager.
+//!
+//! Modules are listed by layer; a module may only use modules of a lower
+//! layer (see ARCHITECTURE.md, enforced by `tests/it/tidy.rs`).
+
+// Layer 0: leaves. No knowledge of each other, no I/O policy.
+pub mod oci; // digests, descriptors, media types, verifying readers
+pub mod progress; // `Reporter` trait: libraries emit events, only `cli` draws
+pub mod reference; // image-name grammar and normalisation
+pub mod sys; // the only `unsafe`: thin syscall wrappers
+
+// Layer 1: one concern each.
+pub mod layer; // tar stream <-> directory in overlay format, whiteouts, compression
+pub mod mount; // overlay option values and mount guards
+pub mod registry; // OCI distribution client: auth, TLS, manifests, blobs
+pub mod store; // content-addressed blobs (an OCI layout), image records, unpacked layers, locks
+
+// Layer 2: moving images.
+pub mod pull; // reference -> registry -> store
+
+// Layer 4: the only module that prints.
+pub mod cli;

@@ -1,0 +1,1 @@
+//! Mounts as values (overlay options) and guards that unmount on drop.

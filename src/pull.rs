@@ -1,0 +1,1 @@
+//! `pull`: reference → registry → verified blobs and unpacked layers in the store.

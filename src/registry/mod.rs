@@ -1,0 +1,1 @@
+//! OCI distribution-spec client: auth, TLS, manifests, blobs.
