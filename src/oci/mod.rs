@@ -3,10 +3,12 @@
 //! what flows through them. No I/O of its own beyond wrapping a reader.
 
 pub mod digest;
+pub mod image;
 pub mod media_type;
 pub mod platform;
 pub mod verify;
 
 pub use digest::{ChainId, DiffId, Digest, DigestError};
+pub use image::{Descriptor, ImageConfig, Index, Manifest};
 pub use media_type::{Compression, MediaType};
 pub use platform::Platform;
