@@ -16,7 +16,7 @@ pub mod registry; // OCI distribution client: auth, TLS, manifests, blobs
 pub mod store; // content-addressed blobs (an OCI layout), image records, unpacked layers, locks
 
 // Layer 2: moving images.
-pub mod pull; // reference -> registry -> store
+// pub mod pull; // enabled once registry + layer land
 
 // Layer 4: the only module that prints.
 pub mod cli;

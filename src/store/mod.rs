@@ -1,2 +1,171 @@
-//! The on-disk store: an OCI image layout of blobs, image records, unpacked
-//! layer directories, locks and garbage collection. See store-layout.md.
+//! The on-disk store: content-addressed blobs, image records, unpacked layer
+//! directories, locks and garbage collection. store-layout.md is the full
+//! description; in short:
+//!
+//! ```text
+//! ROOT/oci-layout, ROOT/index.json, ROOT/blobs/sha256/<hex>   an OCI image layout
+//! ROOT/builder/version                                      layout version of builder's own state
+//! ROOT/builder/lock                                         store lock (shared; exclusive for prune)
+//! ROOT/builder/index.lock                                   serialises rewrites of index.json
+//! ROOT/builder/layers/<diffid-hex>/{diff/,inventory.json}   unpacked layers, overlay format
+//! ROOT/builder/tmp/<txn>/                                   in-flight writes, each flocked by its owner
+//! ROOT/builder/mounts/<manifest-hex>/                       `builder mount` records and mountpoints
+//! ```
+//!
+//! Invariants:
+//! - Only this module writes under the store root (other modules fill a
+//!   [`Transaction`]'s directory, which this module then commits).
+//! - Every write goes to `builder/tmp/` first and is renamed into place; a
+//!   blob is fsynced and so is its directory. Readers therefore see a blob or
+//!   layer completely or not at all.
+//! - A reference is written only after what it references: layers and blobs
+//!   before the manifest, the manifest before `index.json`.
+//! - Paths are built only from validated digests (`oci::Digest`).
+//! - Every process holds the store lock shared; `prune` holds it exclusive,
+//!   so garbage collection never races a pull.
+//!
+//! The store knows nothing of tar, HTTP or processes.
+
+mod blobs;
+mod error;
+mod images;
+mod layers;
+mod lock;
+mod mounts;
+mod txn;
+
+pub mod gc;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use error::StoreError;
+pub use images::{ImageRecord, REF_NAME_ANNOTATION};
+pub use layers::LayerEntry;
+pub use lock::LockMode;
+pub use mounts::MountRecord;
+pub use txn::Transaction;
+
+use crate::oci::{DiffId, Digest};
+
+/// The version of builder's own layout below `builder/`. Bump it when that
+/// layout changes incompatibly; `Store::open` refuses other versions.
+pub const LAYOUT_VERSION: &str = "1";
+
+/// The OCI image-layout marker file content.
+const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// An open store. Holding it holds the store lock (shared or exclusive).
+pub struct Store {
+    root: PathBuf,
+    _lock: lock::StoreLock,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root` and takes the store
+    /// lock in `mode`. Leftover temp entries from dead processes are removed.
+    pub fn open(root: &Path, mode: LockMode) -> Result<Self, StoreError> {
+        let builder_dir = root.join("builder");
+        for dir in [
+            root.join("blobs/sha256"),
+            builder_dir.join("layers"),
+            builder_dir.join("tmp"),
+            builder_dir.join("mounts"),
+        ] {
+            fs::create_dir_all(&dir).map_err(|e| StoreError::io("create directory", &dir, e))?;
+        }
+        let lock = lock::StoreLock::acquire(&builder_dir.join("lock"), mode)?;
+        let store = Self { root: root.to_path_buf(), _lock: lock };
+        store.init_files()?;
+        store.remove_stale_transactions()?;
+        Ok(store)
+    }
+
+    fn init_files(&self) -> Result<(), StoreError> {
+        let version_path = self.builder_dir().join("version");
+        match fs::read_to_string(&version_path) {
+            Ok(v) if v.trim() == LAYOUT_VERSION => {}
+            Ok(v) => {
+                return Err(StoreError::UnsupportedVersion {
+                    path: version_path,
+                    found: v.trim().to_string(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.write_atomic(&version_path, format!("{LAYOUT_VERSION}\n").as_bytes())?;
+            }
+            Err(e) => return Err(StoreError::io("read", &version_path, e)),
+        }
+        let layout = self.root.join("oci-layout");
+        if !layout.exists() {
+            self.write_atomic(&layout, OCI_LAYOUT.as_bytes())?;
+        }
+        let index = self.root.join("index.json");
+        if !index.exists() {
+            let _guard = lock::IndexLock::acquire(&self.builder_dir().join("index.lock"))?;
+            if !index.exists() {
+                self.write_atomic(&index, images::EMPTY_INDEX.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn builder_dir(&self) -> PathBuf {
+        self.root.join("builder")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.builder_dir().join("tmp")
+    }
+
+    /// Path of a blob, whether or not it exists.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join(digest.algorithm()).join(digest.hex())
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Directory of an unpacked layer (its `diff/` is the overlay lowerdir).
+    pub fn layer_path(&self, diff_id: &DiffId) -> PathBuf {
+        self.builder_dir().join("layers").join(diff_id.hex())
+    }
+
+    /// The overlay lowerdir of an unpacked layer.
+    pub fn layer_diff_path(&self, diff_id: &DiffId) -> PathBuf {
+        self.layer_path(diff_id).join("diff")
+    }
+
+    /// Whether the layer is unpacked and committed (no incomplete marker).
+    pub fn has_layer(&self, diff_id: &DiffId) -> bool {
+        let dir = self.layer_path(diff_id);
+        dir.join("diff").is_dir() && !dir.join(layers::INCOMPLETE_MARKER).exists()
+    }
+
+    /// Writes `bytes` to `path` via a temp file in the same directory,
+    /// fsyncing the file and the directory.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = path.parent().expect("store paths have a parent");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(|e| StoreError::io("create temp file in", dir, e))?;
+        use std::io::Write;
+        tmp.write_all(bytes).map_err(|e| StoreError::io("write", tmp.path(), e))?;
+        tmp.as_file().sync_all().map_err(|e| StoreError::io("fsync", tmp.path(), e))?;
+        tmp.persist(path).map_err(|e| StoreError::io("rename into place", path, e.error))?;
+        sync_dir(dir)
+    }
+}
+
+/// fsyncs a directory so a rename into it survives a crash.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("fsync directory", dir, e))
+}

@@ -1,0 +1,45 @@
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::oci::{DiffId, Digest};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op} `{}`", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "store at `{}` has layout version {found}, this builder understands version {}; use a builder release that matches, or a fresh --root",
+        path.display(),
+        super::LAYOUT_VERSION
+    )]
+    UnsupportedVersion { path: PathBuf, found: String },
+    #[error("store `{}` is locked by another builder process (prune needs it alone)", path.display())]
+    Busy { path: PathBuf },
+    #[error("blob {expected} failed verification: got {actual}, {bytes} bytes")]
+    BlobMismatch { expected: Digest, actual: Digest, bytes: u64 },
+    #[error("blob {0} is not in the store")]
+    BlobMissing(Digest),
+    #[error("layer {0} is not unpacked in the store")]
+    LayerMissing(DiffId),
+    #[error("image `{0}` is not in the store")]
+    ImageNotFound(String),
+    #[error("`{}` is not valid JSON", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("image `{name}` is mounted at `{}`; run `builder umount {name}` first", path.display())]
+    Mounted { name: String, path: PathBuf },
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        Self::Io { op, path: path.to_path_buf(), source }
+    }
+}

@@ -1,0 +1,119 @@
+//! Image records: the store's `index.json` (an OCI image index) holds one
+//! manifest descriptor per image name, the name being the descriptor's
+//! `org.opencontainers.image.ref.name` annotation with the full normalised
+//! reference (`docker.io/library/busybox:latest`). Keeping names there, and
+//! not in a private file, is what lets `skopeo copy oci:ROOT:NAME` and
+//! `umoci` read builder's store directly.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use super::{Store, StoreError, lock::IndexLock};
+use crate::oci::{Descriptor, Digest, Index, Manifest};
+
+/// The annotation that names an image in an OCI layout's index.
+pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+
+pub(super) const EMPTY_INDEX: &str =
+    r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+
+/// One named image.
+#[derive(Debug, Clone)]
+pub struct ImageRecord {
+    pub name: String,
+    pub manifest: Descriptor,
+}
+
+impl Store {
+    fn index_path(&self) -> std::path::PathBuf {
+        self.root().join("index.json")
+    }
+
+    fn read_index(&self) -> Result<Index, StoreError> {
+        let path = self.index_path();
+        let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json { path, source })
+    }
+
+    /// Rewrites `index.json` under the index lock; `edit` sees the current
+    /// index, so concurrent writers never lose each other's names.
+    fn edit_index<T>(&self, edit: impl FnOnce(&mut Index) -> T) -> Result<T, StoreError> {
+        let _guard = IndexLock::acquire(&self.builder_dir().join("index.lock"))?;
+        let mut index = self.read_index()?;
+        let out = edit(&mut index);
+        let bytes = serde_json::to_vec_pretty(&index).expect("an index always serialises");
+        self.write_atomic(&self.index_path(), &bytes)?;
+        Ok(out)
+    }
+
+    /// Every named image, in index order.
+    pub fn list_images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        Ok(self
+            .read_index()?
+            .manifests
+            .into_iter()
+            .filter_map(|d| {
+                let name = d.annotation(REF_NAME_ANNOTATION)?.to_string();
+                Some(ImageRecord { name, manifest: d })
+            })
+            .collect())
+    }
+
+    /// The image with exactly this (normalised) name.
+    pub fn image(&self, name: &str) -> Result<Option<ImageRecord>, StoreError> {
+        Ok(self.list_images()?.into_iter().find(|r| r.name == name))
+    }
+
+    /// Names `manifest` as `name`, replacing what the name pointed to before.
+    /// The manifest blob and everything it references must already be stored.
+    pub fn set_image(&self, name: &str, manifest: &Descriptor) -> Result<(), StoreError> {
+        debug_assert!(self.has_blob(&manifest.digest));
+        let mut descriptor = manifest.clone();
+        descriptor.platform = None;
+        descriptor
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
+        self.edit_index(|index| {
+            index.manifests.retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(name));
+            index.manifests.push(descriptor);
+        })
+    }
+
+    /// Removes a name; the blobs stay until `prune`. Returns whether the name existed.
+    pub fn remove_image(&self, name: &str) -> Result<bool, StoreError> {
+        self.edit_index(|index| {
+            let before = index.manifests.len();
+            index.manifests.retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(name));
+            index.manifests.len() != before
+        })
+    }
+
+    /// Reads and parses an image's manifest.
+    pub fn manifest(&self, digest: &Digest) -> Result<(Vec<u8>, Manifest), StoreError> {
+        let bytes = self.read_blob(digest)?;
+        let manifest = serde_json::from_slice(&bytes)
+            .map_err(|source| StoreError::Json { path: self.blob_path(digest), source })?;
+        Ok((bytes, manifest))
+    }
+
+    /// Finds images whose image ID (config digest) or manifest digest starts
+    /// with `prefix` (hex, optionally with `sha256:`), as `podman` resolves IDs.
+    pub fn images_by_id_prefix(&self, prefix: &str) -> Result<Vec<ImageRecord>, StoreError> {
+        let prefix = prefix.strip_prefix("sha256:").unwrap_or(prefix);
+        if prefix.len() < 3 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for record in self.list_images()? {
+            let config_hex = match self.manifest(&record.manifest.digest) {
+                Ok((_, m)) => m.config.digest.hex().to_string(),
+                Err(_) => String::new(),
+            };
+            if config_hex.starts_with(prefix) || record.manifest.digest.hex().starts_with(prefix) {
+                found.push(record);
+            }
+        }
+        Ok(found)
+    }
+}
