@@ -1,0 +1,129 @@
+//! `check`: verifies a whole store. Every blob is re-hashed, every named
+//! image's manifest, config, layer blobs and unpacked layers are looked up,
+//! and every unpacked layer directory is compared with the inventory written
+//! when it was unpacked. It reports; it never repairs.
+//!
+//! Lives above `store` and `layer` because it needs both: the store knows
+//! where things are, the layer module knows what an unpacked tree must
+//! look like.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::layer::inventory::{self, Inventory};
+use crate::oci::{ImageConfig, Manifest};
+use crate::store::{Store, StoreError};
+
+/// What `check` found. `problems` empty means the store is intact.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub blobs_checked: u64,
+    pub blob_bytes_checked: u64,
+    pub layers_checked: u64,
+    pub images_checked: u64,
+    pub problems: Vec<Problem>,
+}
+
+/// One thing wrong, with the object it concerns.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    /// What is affected: `blob sha256:…`, `layer sha256:…`, `image NAME`.
+    pub object: String,
+    pub problem: String,
+}
+
+impl CheckReport {
+    fn problem(&mut self, object: impl Into<String>, problem: impl Into<String>) {
+        self.problems.push(Problem { object: object.into(), problem: problem.into() });
+    }
+}
+
+/// Checks the store; only errors that stop the check itself (an unreadable
+/// directory listing) are returned as `Err`.
+pub fn check(store: &Store) -> Result<CheckReport, StoreError> {
+    let mut report = CheckReport::default();
+
+    let (blobs, strays) = store.list_blobs()?;
+    for stray in strays {
+        report.problem(stray.display().to_string(), "file in blobs/sha256 whose name is not a digest");
+    }
+    for digest in &blobs {
+        match store.verify_blob(digest) {
+            Ok(bytes) => report.blob_bytes_checked += bytes,
+            Err(e) => report.problem(format!("blob {digest}"), error_chain(&e)),
+        }
+        report.blobs_checked += 1;
+    }
+
+    let mut needed_layers = BTreeSet::new();
+    for record in store.list_images()? {
+        report.images_checked += 1;
+        let object = format!("image {}", record.name);
+        let manifest: Manifest = match store.manifest(&record.manifest.digest) {
+            Ok((_, m)) => m,
+            Err(e) => {
+                report.problem(object, format!("manifest: {}", error_chain(&e)));
+                continue;
+            }
+        };
+        for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            if !store.has_blob(&desc.digest) {
+                report.problem(object.clone(), format!("blob {} is missing", desc.digest));
+            }
+        }
+        let config = store
+            .read_blob(&manifest.config.digest)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ImageConfig>(&b).ok());
+        let Some(config) = config else {
+            report.problem(object, format!("config {} is missing or invalid", manifest.config.digest));
+            continue;
+        };
+        for diff_id in config.rootfs.diff_ids {
+            if !store.has_layer(&diff_id) {
+                report.problem(object.clone(), format!("layer {diff_id} is not unpacked; pull the image again"));
+            }
+            needed_layers.insert(diff_id);
+        }
+    }
+
+    for layer in store.list_layers()? {
+        let object = format!("layer {}", layer.diff_id);
+        if !layer.complete {
+            report.problem(object, "incomplete (an interrupted write or removal); `builder prune` removes it");
+            continue;
+        }
+        report.layers_checked += 1;
+        let expected: Inventory = match std::fs::read(layer.inventory_path())
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(inv) => inv,
+            Err(e) => {
+                report.problem(object, format!("inventory unreadable: {e}"));
+                continue;
+            }
+        };
+        match inventory::scan(&layer.diff_path()) {
+            Ok(actual) => {
+                for mismatch in inventory::compare(&expected, &actual) {
+                    report.problem(object.clone(), mismatch.to_string());
+                }
+            }
+            Err(e) => report.problem(object, format!("scan: {}", error_chain(&e))),
+        }
+    }
+    Ok(report)
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}

@@ -1,0 +1,162 @@
+//! `images`, `inspect`, `tag`, `rmi`, `prune`: reading and naming what the
+//! store holds.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use super::{find_image, normalise_name};
+use crate::cli::args::{ImagesArgs, InspectArgs, PruneArgs, RmiArgs, TagArgs};
+use crate::cli::progress::human_bytes;
+use crate::oci::{Digest, ImageConfig, Manifest};
+use crate::store::{ImageRecord, Store};
+
+/// One row of `builder images`.
+#[derive(Serialize)]
+struct ImageSummary {
+    name: String,
+    /// The image ID: the config digest, as docker and podman define it.
+    id: Digest,
+    /// The manifest digest, what a registry knows the image by.
+    digest: Digest,
+    created: Option<String>,
+    /// Bytes of the manifest, config and (compressed) layer blobs.
+    size: u64,
+}
+
+fn load(store: &Store, record: &ImageRecord) -> Result<(Vec<u8>, Manifest, ImageConfig)> {
+    let (bytes, manifest) = store
+        .manifest(&record.manifest.digest)
+        .with_context(|| format!("read manifest of `{}`", record.name))?;
+    let config_bytes = store
+        .read_blob(&manifest.config.digest)
+        .with_context(|| format!("read config of `{}`", record.name))?;
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .with_context(|| format!("parse config {} of `{}`", manifest.config.digest, record.name))?;
+    Ok((bytes, manifest, config))
+}
+
+fn summary(store: &Store, record: &ImageRecord) -> Result<ImageSummary> {
+    let (bytes, manifest, config) = load(store, record)?;
+    let size = bytes.len() as u64
+        + manifest.config.size
+        + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+    Ok(ImageSummary {
+        name: record.name.clone(),
+        id: manifest.config.digest,
+        digest: record.manifest.digest.clone(),
+        created: config.created,
+        size,
+    })
+}
+
+#[allow(clippy::print_stdout)]
+pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
+    let rows = store
+        .list_images()?
+        .iter()
+        .map(|r| summary(store, r))
+        .collect::<Result<Vec<_>>>()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if args.quiet {
+        for row in &rows {
+            println!("{}", row.id.short());
+        }
+    } else {
+        println!("{:<50} {:<14} {:<22} {:>10}", "NAME", "IMAGE ID", "CREATED", "SIZE");
+        for row in &rows {
+            let created = row.created.as_deref().unwrap_or("-");
+            let created = created.get(..19).unwrap_or(created).replace('T', " ");
+            println!(
+                "{:<50} {:<14} {:<22} {:>10}",
+                row.name,
+                row.id.short(),
+                created,
+                human_bytes(row.size)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+pub fn inspect(store: &Store, args: InspectArgs) -> Result<ExitCode> {
+    let record = find_image(store, &args.image)?;
+    let (_, manifest, config) = load(store, &record)?;
+    let names: Vec<String> = store
+        .list_images()?
+        .into_iter()
+        .filter(|r| r.manifest.digest == record.manifest.digest)
+        .map(|r| r.name)
+        .collect();
+    let out = serde_json::json!({
+        "name": record.name,
+        "names": names,
+        "id": manifest.config.digest,
+        "digest": record.manifest.digest,
+        "mediaType": record.manifest.media_type,
+        "manifest": manifest,
+        "config": config,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tag(store: &Store, args: TagArgs) -> Result<ExitCode> {
+    let record = find_image(store, &args.source)?;
+    for target in &args.targets {
+        let name = normalise_name(target)?;
+        store
+            .set_image(&name, &record.manifest)
+            .with_context(|| format!("tag `{}` as `{name}`", record.name))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+pub fn rmi(store: &Store, args: RmiArgs) -> Result<ExitCode> {
+    for input in &args.images {
+        // A name removes that name; an ID removes every name of the image.
+        let by_name = crate::reference::ImageRef::parse(input)
+            .ok()
+            .and_then(|r| store.image(&r.to_string()).ok().flatten());
+        let names: Vec<String> = match by_name {
+            Some(record) => vec![record.name],
+            None => {
+                let record = find_image(store, input)?;
+                store
+                    .list_images()?
+                    .into_iter()
+                    .filter(|r| r.manifest.digest == record.manifest.digest)
+                    .map(|r| r.name)
+                    .collect()
+            }
+        };
+        for name in names {
+            if !store.remove_image(&name)? {
+                bail!("image `{name}` is not in the store");
+            }
+            println!("Untagged: {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stdout)]
+pub fn prune(store: &Store, args: PruneArgs) -> Result<ExitCode> {
+    let report = store.prune()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "Removed {} blobs ({}), {} layers, {} temp entries",
+            report.blobs_removed,
+            human_bytes(report.blob_bytes_removed),
+            report.layers_removed,
+            report.temp_entries_removed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
