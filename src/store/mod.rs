@@ -169,3 +169,6 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io("fsync directory", dir, e))
 }
+
+#[cfg(test)]
+mod tests;

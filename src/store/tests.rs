@@ -1,0 +1,219 @@
+//! Unit tests of the store's own contracts, on temp directories.
+
+use std::fs;
+
+use super::*;
+use crate::oci::{Descriptor, ImageConfig, media_type};
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(dir.path(), LockMode::Shared).unwrap()
+}
+
+/// Stores an image whose config lists `diff_ids`, with one layer blob each.
+fn store_image(store: &Store, name: &str, layers: &[(&[u8], &DiffId)]) -> Descriptor {
+    let mut layer_descs = Vec::new();
+    for (bytes, _) in layers {
+        let d = store.put_blob(bytes).unwrap();
+        layer_descs.push(Descriptor::new(media_type::OCI_LAYER_TAR, d, bytes.len() as u64));
+    }
+    let mut config = ImageConfig::default();
+    config.rootfs.kind = "layers".into();
+    config.rootfs.diff_ids = layers.iter().map(|(_, id)| (*id).clone()).collect();
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let config_digest = store.put_blob(&config_bytes).unwrap();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": Descriptor::new(media_type::OCI_CONFIG, config_digest, config_bytes.len() as u64),
+        "layers": layer_descs,
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = store.put_blob(&bytes).unwrap();
+    let desc = Descriptor::new(media_type::OCI_MANIFEST, digest, bytes.len() as u64);
+    store.set_image(name, &desc).unwrap();
+    desc
+}
+
+fn commit_test_layer(store: &Store, diff_id: &DiffId, file: &str) {
+    let txn = store.begin().unwrap();
+    fs::write(txn.layer_dir().join(file), b"content").unwrap();
+    assert_eq!(
+        store.commit_layer(&txn, diff_id, b"{}").unwrap(),
+        layers::LayerCommit::Committed
+    );
+}
+
+#[test]
+fn open_creates_an_oci_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(&dir);
+    let layout: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path().join("oci-layout")).unwrap()).unwrap();
+    assert_eq!(layout["imageLayoutVersion"], "1.0.0");
+    let index: crate::oci::Index =
+        serde_json::from_slice(&fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    assert!(index.manifests.is_empty());
+    assert_eq!(fs::read_to_string(dir.path().join("builder/version")).unwrap().trim(), "1");
+    assert!(dir.path().join("blobs/sha256").is_dir());
+}
+
+#[test]
+fn refuses_an_unknown_layout_version() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    fs::write(dir.path().join("builder/version"), "99\n").unwrap();
+    let err = Store::open(dir.path(), LockMode::Shared).err().unwrap();
+    assert!(matches!(err, StoreError::UnsupportedVersion { .. }), "{err}");
+}
+
+#[test]
+fn blobs_are_content_addressed_read_only_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let digest = store.put_blob(b"hello").unwrap();
+    assert_eq!(digest, crate::oci::Digest::of_bytes(b"hello"));
+    assert_eq!(store.read_blob(&digest).unwrap(), b"hello");
+    assert_eq!(store.verify_blob(&digest).unwrap(), 5);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(store.blob_path(&digest)).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o444);
+    // Corrupt it behind the store's back: verification names both digests.
+    fs::set_permissions(store.blob_path(&digest), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(store.blob_path(&digest), b"hellO").unwrap();
+    match store.verify_blob(&digest) {
+        Err(StoreError::BlobMismatch { expected, actual, .. }) => {
+            assert_eq!(expected, digest);
+            assert_eq!(actual, crate::oci::Digest::of_bytes(b"hellO"));
+        }
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn dropped_transactions_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let txn = store.begin().unwrap();
+    fs::write(txn.blob_path(), b"partial").unwrap();
+    fs::write(txn.layer_dir().join("f"), b"partial").unwrap();
+    drop(txn);
+    assert_eq!(fs::read_dir(dir.path().join("builder/tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn layers_commit_once_and_a_second_commit_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = DiffId(crate::oci::Digest::of_bytes(b"layer"));
+    assert!(!store.has_layer(&id));
+    commit_test_layer(&store, &id, "a");
+    assert!(store.has_layer(&id));
+    assert!(store.layer_diff_path(&id).join("a").is_file());
+    assert!(!store.layer_path(&id).join("incomplete").exists());
+    // A concurrent puller that unpacked the same layer.
+    let txn = store.begin().unwrap();
+    fs::write(txn.layer_dir().join("b"), b"x").unwrap();
+    assert_eq!(store.commit_layer(&txn, &id, b"{}").unwrap(), layers::LayerCommit::AlreadyPresent);
+    assert!(!store.layer_diff_path(&id).join("b").exists());
+}
+
+#[test]
+fn a_layer_with_the_incomplete_marker_is_absent_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = DiffId(crate::oci::Digest::of_bytes(b"layer"));
+    commit_test_layer(&store, &id, "old");
+    fs::write(store.layer_path(&id).join("incomplete"), b"").unwrap();
+    assert!(!store.has_layer(&id));
+    commit_test_layer(&store, &id, "new");
+    assert!(store.layer_diff_path(&id).join("new").exists());
+    assert!(!store.layer_diff_path(&id).join("old").exists());
+}
+
+#[test]
+fn names_are_replaced_removed_and_found_by_id_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let id = DiffId(crate::oci::Digest::of_bytes(b"l1"));
+    let a = store_image(&store, "example.com/a:1", &[(b"l1", &id)]);
+    let b = store_image(&store, "example.com/b:1", &[]);
+    store.set_image("example.com/a:1", &b).unwrap();
+    let images = store.list_images().unwrap();
+    assert_eq!(images.len(), 2, "{images:?}");
+    assert_eq!(store.image("example.com/a:1").unwrap().unwrap().manifest.digest, b.digest);
+    assert!(store.remove_image("example.com/a:1").unwrap());
+    assert!(!store.remove_image("example.com/a:1").unwrap());
+    store.set_image("example.com/a:2", &a).unwrap();
+    let found = store.images_by_id_prefix(&a.digest.hex()[..10]).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].name, "example.com/a:2");
+}
+
+#[test]
+fn prune_keeps_what_names_and_mounts_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let kept = DiffId(crate::oci::Digest::of_bytes(b"kept"));
+    let dropped = DiffId(crate::oci::Digest::of_bytes(b"dropped"));
+    let mounted = DiffId(crate::oci::Digest::of_bytes(b"mounted"));
+    for id in [&kept, &dropped, &mounted] {
+        commit_test_layer(&store, id, "f");
+    }
+    let live = store_image(&store, "x/live:1", &[(b"kept-blob", &kept)]);
+    let dead = store_image(&store, "x/dead:1", &[(b"dropped-blob", &dropped)]);
+    store.remove_image("x/dead:1").unwrap();
+    store
+        .add_mount_record(&MountRecord {
+            name: "x/gone:1".into(),
+            manifest: crate::oci::Digest::of_bytes(b"m"),
+            layers: vec![mounted.clone()],
+        })
+        .unwrap();
+    let leftover = store.begin().unwrap();
+    std::mem::forget(leftover); // as if its process had been killed
+
+    drop(store);
+    let store = Store::open(dir.path(), LockMode::ExclusiveNoWait).unwrap();
+    let report = store.prune().unwrap();
+    assert!(store.has_blob(&live.digest));
+    assert!(!store.has_blob(&dead.digest));
+    assert!(store.has_layer(&kept) && store.has_layer(&mounted));
+    assert!(!store.layer_path(&dropped).exists());
+    assert_eq!(report.layers_removed, 1);
+    assert_eq!(report.blobs_removed, 3, "dead manifest, its config and its layer blob");
+    assert_eq!(fs::read_dir(dir.path().join("builder/tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn prune_fails_fast_while_another_process_uses_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let _shared = open(&dir);
+    // flock locks belong to open file descriptions, so a second open in the
+    // same process behaves like another process.
+    let err = Store::open(dir.path(), LockMode::ExclusiveNoWait).err().unwrap();
+    assert!(matches!(err, StoreError::Busy { .. }), "{err}");
+}
+
+#[test]
+fn open_removes_only_dead_and_old_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let tmp = dir.path().join("builder/tmp");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    // A live transaction, even an old one, holds its lock.
+    let live = store.begin().unwrap();
+    fs::File::open(live.dir()).unwrap().set_modified(old).unwrap();
+    // What a killed process leaves: a directory whose lock nobody holds.
+    let dead_old = tmp.join("txn-dead-old");
+    let dead_young = tmp.join("txn-dead-young");
+    for d in [&dead_old, &dead_young] {
+        fs::create_dir_all(d.join("layer/diff")).unwrap();
+        fs::write(d.join("lock"), b"").unwrap();
+    }
+    fs::File::open(&dead_old).unwrap().set_modified(old).unwrap();
+    drop(store);
+    let _store = open(&dir);
+    assert!(live.dir().exists(), "a locked transaction is never removed");
+    assert!(!dead_old.exists(), "an unlocked old transaction is a leftover");
+    assert!(dead_young.exists(), "a young one may be between mkdir and flock");
+}
