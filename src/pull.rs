@@ -28,11 +28,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::layer;
 use crate::oci::verify::{HashingReader, TeeHashingReader};
-use crate::oci::{Compression, Descriptor, DiffId, Digest, ImageConfig, Platform};
+use crate::oci::{Compression, Descriptor, DiffId, Digest, ImageConfig, MediaType, Platform, media_type};
 use crate::progress::{BlobOutcome, Reporter};
 use crate::reference::ImageRef;
 use crate::registry::{Client, RegistryError};
-use crate::store::{Store, StoreError};
+use crate::store::{SOURCE_MANIFEST_ANNOTATION, Store, StoreError};
 
 /// How many layers download at once unless told otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -52,6 +52,8 @@ impl Default for PullOptions {
 #[derive(Debug, Clone)]
 pub struct Pulled {
     pub name: String,
+    /// The manifest as the registry served it (its digest is the image's
+    /// registry identity, printed by `pull -q`).
     pub manifest: Descriptor,
     pub config_digest: Digest,
     pub layers_downloaded: usize,
@@ -167,7 +169,20 @@ pub fn pull(
 
     // Everything the manifest references is stored: now the manifest, then the name.
     store.put_blob(&manifest.bytes).map_err(store_err)?;
-    store.set_image(&image, &manifest_desc).map_err(store_err)?;
+    let named = if manifest.media_type == MediaType::DockerManifest {
+        // The layout names an OCI form of a Docker manifest (see
+        // `Manifest::to_oci`); the original stays stored and referenced.
+        let oci_bytes = serde_json::to_vec(&parsed.to_oci()).expect("a manifest serialises");
+        let digest = store.put_blob(&oci_bytes).map_err(store_err)?;
+        let mut desc = Descriptor::new(media_type::OCI_MANIFEST, digest, oci_bytes.len() as u64);
+        desc.annotations = Some(
+            [(SOURCE_MANIFEST_ANNOTATION.to_string(), manifest.digest.to_string())].into(),
+        );
+        desc
+    } else {
+        manifest_desc.clone()
+    };
+    store.set_image(&image, &named).map_err(store_err)?;
     Ok(Pulled {
         name: image.clone(),
         manifest: manifest_desc,

@@ -155,6 +155,41 @@ pub struct ContainerConfig {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+impl Manifest {
+    /// The OCI form of a Docker schema2 manifest: same config and layer
+    /// blobs, OCI media types. Used to name a Docker image in the store's
+    /// OCI layout, whose readers (skopeo 1.9) skip Docker-typed entries. The
+    /// blobs are unchanged, so the image ID (config digest) is too.
+    pub fn to_oci(&self) -> Manifest {
+        use super::media_type as mt;
+        let convert = |desc: &Descriptor, media_type: &str| Descriptor {
+            media_type: media_type.to_string(),
+            ..desc.clone()
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let media_type = match l.media_type.as_str() {
+                    mt::DOCKER_LAYER_GZIP => mt::OCI_LAYER_GZIP,
+                    mt::DOCKER_LAYER_FOREIGN_GZIP => mt::OCI_LAYER_NONDIST_GZIP,
+                    mt::DOCKER_LAYER_TAR => mt::OCI_LAYER_TAR,
+                    other => other,
+                };
+                convert(l, media_type)
+            })
+            .collect();
+        Manifest {
+            schema_version: 2,
+            media_type: Some(mt::OCI_MANIFEST.to_string()),
+            config: convert(&self.config, mt::OCI_CONFIG),
+            layers,
+            annotations: self.annotations.clone(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +207,23 @@ mod tests {
         let m: Manifest = serde_json::from_str(json).unwrap();
         assert_eq!(m.layers.len(), 1);
         assert_eq!(m.config.size, 7023);
+    }
+
+    #[test]
+    fn docker_manifests_convert_to_oci_with_the_same_blobs() {
+        let json = r#"{"schemaVersion": 2,
+           "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+           "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 1,
+                      "digest": "sha256:b5b2b2c507a0944348e0303114d8d93aaaa081732b86451d9bce1f432a537bc7"},
+           "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 2,
+                       "digest": "sha256:e692418e4cbaf90ca69d05a66403747baa33ee08806650b51fab815ad7fc331f"}]}"#;
+        let docker: Manifest = serde_json::from_str(json).unwrap();
+        let oci = docker.to_oci();
+        assert_eq!(oci.media_type.as_deref(), Some(super::super::media_type::OCI_MANIFEST));
+        assert_eq!(oci.config.media_type, super::super::media_type::OCI_CONFIG);
+        assert_eq!(oci.config.digest, docker.config.digest);
+        assert_eq!(oci.layers[0].media_type, super::super::media_type::OCI_LAYER_GZIP);
+        assert_eq!(oci.layers[0].digest, docker.layers[0].digest);
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl Store {
         let mut live = Live::default();
         for record in self.list_images()? {
             live.blobs.insert(record.manifest.digest.clone());
+            live.blobs.insert(record.registry_digest());
             let Ok((_, manifest)) = self.manifest(&record.manifest.digest) else {
                 continue;
             };

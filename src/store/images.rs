@@ -14,6 +14,12 @@ use crate::oci::{Descriptor, Digest, Index, Manifest};
 /// The annotation that names an image in an OCI layout's index.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 
+/// On an index entry whose manifest builder converted from a Docker schema2
+/// manifest: the digest of the manifest as the registry served it. That blob
+/// is kept (and is live for `prune`), so the image still has its registry
+/// identity (`inspect`'s `digest`) and can be pushed back unchanged.
+pub const SOURCE_MANIFEST_ANNOTATION: &str = "dev.builder.source-manifest";
+
 pub(super) const EMPTY_INDEX: &str =
     r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
 
@@ -21,7 +27,19 @@ pub(super) const EMPTY_INDEX: &str =
 #[derive(Debug, Clone)]
 pub struct ImageRecord {
     pub name: String,
+    /// The manifest the layout names (always OCI or Docker schema2 as pulled).
     pub manifest: Descriptor,
+}
+
+impl ImageRecord {
+    /// The manifest digest a registry knows this image by: the source
+    /// manifest when builder converted it, else the named manifest.
+    pub fn registry_digest(&self) -> Digest {
+        self.manifest
+            .annotation(SOURCE_MANIFEST_ANNOTATION)
+            .and_then(|d| Digest::parse(d).ok())
+            .unwrap_or_else(|| self.manifest.digest.clone())
+    }
 }
 
 impl Store {
@@ -110,7 +128,10 @@ impl Store {
                 Ok((_, m)) => m.config.digest.hex().to_string(),
                 Err(_) => String::new(),
             };
-            if config_hex.starts_with(prefix) || record.manifest.digest.hex().starts_with(prefix) {
+            if config_hex.starts_with(prefix)
+                || record.manifest.digest.hex().starts_with(prefix)
+                || record.registry_digest().hex().starts_with(prefix)
+            {
                 found.push(record);
             }
         }

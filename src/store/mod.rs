@@ -40,7 +40,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use error::StoreError;
-pub use images::{ImageRecord, REF_NAME_ANNOTATION};
+pub use images::{ImageRecord, REF_NAME_ANNOTATION, SOURCE_MANIFEST_ANNOTATION};
 pub use layers::LayerEntry;
 pub use lock::LockMode;
 pub use mounts::MountRecord;

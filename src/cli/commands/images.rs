@@ -45,7 +45,7 @@ fn summary(store: &Store, record: &ImageRecord) -> Result<ImageSummary> {
     Ok(ImageSummary {
         name: record.name.clone(),
         id: manifest.config.digest,
-        digest: record.manifest.digest.clone(),
+        digest: record.registry_digest(),
         created: config.created,
         size,
     })
@@ -95,7 +95,8 @@ pub fn inspect(store: &Store, args: InspectArgs) -> Result<ExitCode> {
         "name": record.name,
         "names": names,
         "id": manifest.config.digest,
-        "digest": record.manifest.digest,
+        "digest": record.registry_digest(),
+        "layoutDigest": record.manifest.digest,
         "mediaType": record.manifest.media_type,
         "manifest": manifest,
         "config": config,
