@@ -15,8 +15,10 @@ pub mod mount; // overlay option values and mount guards
 pub mod registry; // OCI distribution client: auth, TLS, manifests, blobs
 pub mod store; // content-addressed blobs (an OCI layout), image records, unpacked layers, locks
 
-// Layer 2: moving images.
-// pub mod pull; // enabled once registry + layer land
+// Layer 2: moving and assembling images.
+pub mod check; // store verification: blobs re-hashed, layer dirs against inventories
+pub mod pull; // reference -> registry -> store
+pub mod rootfs; // an image's layers as one overlay mount
 
 // Layer 4: the only module that prints.
 pub mod cli;
