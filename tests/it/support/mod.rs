@@ -11,13 +11,18 @@
 
 #![allow(dead_code)] // not every test module uses every helper
 
+pub mod env;
+pub mod fixtures;
 pub mod process;
 pub mod registry;
+pub mod tree;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+#[allow(unused_imports)]
+pub use env::{Run, TestEnv};
 #[allow(unused_imports)]
 pub use registry::Registry;
 
@@ -25,11 +30,7 @@ pub use registry::Registry;
 pub fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let parent = match std::env::var_os("BUILDER_TEST_SCRATCH") {
-            Some(p) => PathBuf::from(p),
-            None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm/builder-it"),
-            None => std::env::temp_dir().join("builder-it"),
-        };
+        let parent = parent_of_scratch();
         fs::create_dir_all(&parent)
             .unwrap_or_else(|e| panic!("create scratch dir {}: {e}", parent.display()));
         sweep_dead(&parent);
@@ -37,8 +38,39 @@ pub fn scratch_root() -> &'static Path {
         // A dir with our pid is from a dead process whose pid was reused.
         remove_tree(&own);
         fs::create_dir_all(&own).unwrap_or_else(|e| panic!("create {}: {e}", own.display()));
+        remove_at_exit();
         own
     })
+}
+
+/// Removes this process's scratch root when the test binary exits normally
+/// (libtest returns from `main` or calls `exit`, both of which run `atexit`
+/// handlers). Killed runs are swept by the next run instead.
+#[allow(unsafe_code)] // see `process::spawn` for why tests may use unsafe
+fn remove_at_exit() {
+    extern "C" fn cleanup() {
+        if let Some(root) = ROOT_FOR_EXIT.get() {
+            remove_tree(root);
+        }
+    }
+    let own = parent_of_scratch().join(std::process::id().to_string());
+    let _ = ROOT_FOR_EXIT.set(own);
+    // SAFETY: `atexit` only stores the function pointer; `cleanup` is a plain
+    // `extern "C" fn` that touches no thread-locals and cannot unwind across
+    // the FFI boundary (`remove_tree` ignores every error).
+    unsafe {
+        libc::atexit(cleanup);
+    }
+}
+
+static ROOT_FOR_EXIT: OnceLock<PathBuf> = OnceLock::new();
+
+fn parent_of_scratch() -> PathBuf {
+    match std::env::var_os("BUILDER_TEST_SCRATCH") {
+        Some(p) => PathBuf::from(p),
+        None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm/builder-it"),
+        None => std::env::temp_dir().join("builder-it"),
+    }
 }
 
 /// Removes scratch dirs of test processes that no longer run.

@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use super::fixtures::Fixture;
 use super::process;
 
 /// A running docker-registry.
@@ -214,10 +215,21 @@ impl Registry {
         flags
     }
 
-    /// Pushes `oci:LAYOUT:TAG` to `ADDR/repo_tag` with skopeo (`--all` keeps
-    /// an index and every platform). Pushing the same `repo_tag` twice is a
+    /// Pushes a fixture to `ADDR/repo_tag` (every platform of an index),
+    /// keeping its manifest digests. Pushing the same `repo_tag` twice is a
     /// no-op, so tests sharing a registry can all call it.
+    pub fn push_fixture(&self, fixture: &Fixture, repo_tag: &str) {
+        self.push_source(&fixture.source, repo_tag);
+    }
+
+    /// Pushes `oci:LAYOUT:TAG` to `ADDR/repo_tag` (see [`Self::push_source`]).
     pub fn push_oci(&self, layout: &Path, tag: &str, repo_tag: &str) {
+        self.push_source(&format!("oci:{}:{tag}", layout.display()), repo_tag);
+    }
+
+    /// `skopeo copy --all --preserve-digests SOURCE docker://ADDR/repo_tag`,
+    /// once per `repo_tag`.
+    pub fn push_source(&self, source: &str, repo_tag: &str) {
         let mut pushed = self.pushed.lock().unwrap_or_else(|e| e.into_inner());
         if pushed.contains(repo_tag) {
             return;
@@ -225,12 +237,34 @@ impl Registry {
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--all", "--quiet", "--preserve-digests"])
             .args(self.skopeo_dest_flags())
-            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(source)
             .arg(format!("docker://{}", self.reference(repo_tag)));
         process::run_ok(cmd);
         pushed.insert(repo_tag.to_string());
     }
+
+    /// The digest the registry reports for `repo:reference` (HEAD-like GET of
+    /// the manifest, accepting every manifest type).
+    pub fn manifest_digest(&self, repo: &str, reference: &str) -> String {
+        let (status, body) = self.get(
+            &format!("/v2/{repo}/manifests/{reference}"),
+            MANIFEST_ACCEPT,
+        );
+        assert_eq!(
+            status,
+            200,
+            "GET manifest {repo}:{reference}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        super::fixtures::sha256_digest(&body)
+    }
 }
+
+/// Every manifest media type, for GETs that must not trigger conversion.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, \
+application/vnd.docker.distribution.manifest.list.v2+json";
 
 impl Drop for Registry {
     fn drop(&mut self) {
