@@ -52,6 +52,9 @@ pub enum Fault {
     /// Send the headers (with the full `Content-Length`) and only the first
     /// N body bytes, then close the connection.
     CutAfter(usize),
+    /// Send the headers and the first N body bytes, then go silent for the
+    /// given time (a stalled connection), then close.
+    StallAfter(usize, Duration),
     /// Drop the request's `Range` header: answer 200 with the whole body.
     IgnoreRange,
     /// Answer `307` to `BASE + path + ?redirected=1` (BASE like
@@ -68,6 +71,7 @@ impl Fault {
             Fault::StatusRetryAfter(..) => "status-retry-after",
             Fault::Tamper => "tamper",
             Fault::CutAfter(_) => "cut",
+            Fault::StallAfter(..) => "stall",
             Fault::IgnoreRange => "ignore-range",
             Fault::Redirect(_) => "redirect",
             Fault::SetHeader(..) => "set-header",
@@ -445,12 +449,13 @@ fn handle(state: &State, mut conn: TcpStream) {
     let _ = conn.shutdown(Shutdown::Both);
 }
 
-/// The response to `req` and, for a cut, how many body bytes to send.
+/// The response to `req` and, for a cut or a stall, how many body bytes to
+/// send and how long to stay silent before hanging up.
 fn respond(
     state: &State,
     mut req: Request,
     fault_name: &mut Option<&'static str>,
-) -> (Response, Option<usize>) {
+) -> (Response, Option<(usize, Duration)>) {
     let auth = lock(&state.auth).clone();
     if req.path() == "/token" {
         return (token_endpoint(state, &req, &auth), None);
@@ -510,7 +515,11 @@ fn respond(
         }
         Some(Fault::CutAfter(n)) => {
             let n = n.min(resp.body.len().saturating_sub(1));
-            (resp, Some(n))
+            (resp, Some((n, Duration::ZERO)))
+        }
+        Some(Fault::StallAfter(n, stall)) => {
+            let n = n.min(resp.body.len().saturating_sub(1));
+            (resp, Some((n, stall)))
         }
         Some(Fault::SetHeader(name, value)) => {
             resp.set_header(name, value);
@@ -899,7 +908,7 @@ fn write_response(
     conn: &mut TcpStream,
     method: &str,
     resp: &Response,
-    cut: Option<usize>,
+    cut: Option<(usize, Duration)>,
 ) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     for (k, v) in &resp.headers {
@@ -914,9 +923,10 @@ fn write_response(
         return Ok(());
     }
     match cut {
-        Some(n) => {
+        Some((n, stall)) => {
             conn.write_all(&resp.body[..n])?;
             conn.flush()?;
+            std::thread::sleep(stall);
             // Hang up mid-body, as a dying connection does.
             conn.shutdown(Shutdown::Both)
         }

@@ -734,6 +734,34 @@ fn cut_blob_transfers_resume_with_range() {
 }
 
 #[test]
+fn stalled_transfers_time_out_and_resume() {
+    let proxy = FaultProxy::canned();
+    let img = canned_image(&proxy, "stall", 200_000);
+    let c = client_with(|o| o.read_timeout = Duration::from_millis(300));
+    proxy.inject(
+        Some("GET"),
+        "/blobs/",
+        Fault::StallAfter(80_000, Duration::from_secs(5)),
+        Some(1),
+    );
+    let start = Instant::now();
+    let (digest, _, resumes) = stream_blob(&c, &img.reference, &img.layer).unwrap();
+    assert_eq!((digest, resumes), (img.layer.digest.clone(), 1));
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    let ranges: Vec<_> = proxy.log().into_iter().filter_map(|e| e.range).collect();
+    assert_eq!(
+        ranges,
+        vec!["bytes=80000-".to_string()],
+        "{}",
+        proxy.log_text()
+    );
+}
+
+#[test]
 fn transfers_that_never_progress_fail_after_the_retries() {
     let proxy = FaultProxy::canned();
     let img = canned_image(&proxy, "dead", 10_000);
