@@ -21,6 +21,9 @@
 //! HTTPS, and over HTTP if that fails for any reason other than a rejected
 //! certificate (a rejected certificate means a TLS server is there, and
 //! silently downgrading would hide the problem). The answer is cached.
+//!
+//! Proxies: `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY` from the
+//! environment (ureq's default), except that loopback hosts never use one.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -535,7 +538,13 @@ impl Client {
             Vec::new()
         };
         let tls_config = tls::config_for(verify, &ca_files)?;
-        let config = Agent::config_builder()
+        let mut config = Agent::config_builder();
+        if is_loopback(&key.0) {
+            // As Go's ProxyFromEnvironment does: a proxy cannot reach our
+            // own loopback interface.
+            config = config.proxy(None);
+        }
+        let config = config
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(opts.user_agent.as_str())
