@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{read_password, registry_client};
 use crate::cli::args::{LoginArgs, LogoutArgs};
-use crate::registry::credentials;
+use crate::registry::credentials::{self, Credential};
 
 #[allow(clippy::print_stderr)]
 pub fn login(args: LoginArgs) -> Result<ExitCode> {
@@ -29,8 +29,8 @@ pub fn login(args: LoginArgs) -> Result<ExitCode> {
     client
         .ping(&args.registry)
         .with_context(|| format!("log in to `{}`", args.registry))?;
-    let path = credentials::auth_file_path(args.registry_args.authfile.as_deref());
-    credentials::store(&path, &args.registry, &username, &password)
+    let path = auth_file(args.registry_args.authfile);
+    credentials::store_in(&path, &args.registry, &Credential::new(username, password))
         .with_context(|| format!("save credentials to `{}`", path.display()))?;
     eprintln!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
@@ -38,12 +38,17 @@ pub fn login(args: LoginArgs) -> Result<ExitCode> {
 
 #[allow(clippy::print_stderr)]
 pub fn logout(args: LogoutArgs) -> Result<ExitCode> {
-    let path = credentials::auth_file_path(args.authfile.as_deref());
-    let removed = credentials::remove(&path, &args.registry)
+    let path = auth_file(args.authfile);
+    let removed = credentials::remove_from(&path, &args.registry)
         .with_context(|| format!("remove credentials from `{}`", path.display()))?;
     if !removed {
         bail!("not logged in to `{}` (no entry in `{}`)", args.registry, path.display());
     }
     eprintln!("Removed login credentials for {}", args.registry);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--authfile`/`REGISTRY_AUTH_FILE`, else the containers default.
+fn auth_file(explicit: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    explicit.unwrap_or_else(credentials::default_auth_file)
 }

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 
 use super::args::{Cli, Command, RegistryArgs};
 use crate::reference::ImageRef;
+use crate::registry::credentials::{AuthFiles, Credential};
 use crate::registry::{Client, RegistryOptions};
 use crate::store::{ImageRecord, LockMode, Store};
 
@@ -69,7 +70,7 @@ fn registry_client(args: &RegistryArgs) -> Result<Client> {
                 Some((u, p)) => (u.to_string(), p.to_string()),
                 None => (creds.clone(), read_password("password: ")?),
             };
-            Some((user, password))
+            Some(Credential::new(user, password))
         }
     };
     Ok(Client::new(RegistryOptions {
@@ -77,7 +78,7 @@ fn registry_client(args: &RegistryArgs) -> Result<Client> {
         cert_dir: args.cert_dir.clone(),
         insecure_registries: insecure_registries(),
         credentials,
-        auth_file: args.authfile.clone(),
+        auth_files: args.authfile.as_ref().map(AuthFiles::single),
         ..RegistryOptions::default()
     }))
 }
