@@ -1,3 +1,5 @@
 //! The only module with `unsafe`: thin syscall wrappers whose errors name the
 //! call and its operand. Callers see `std::io::Error` with context, never a
 //! raw errno. Each `unsafe` block carries a `// SAFETY:` comment.
+
+pub mod fs;
