@@ -1,2 +1,118 @@
-//! Layers as tar streams and as directories: unpacking a (decompressed) layer
-//! tar into a directory in overlayfs format, whiteout conversion, compression.
+//! Layers as tar streams and as directories. This module owns the
+//! conversion between a layer's (decompressed) tar and a directory in
+//! overlayfs format, which the store uses directly as an overlay lowerdir:
+//! unpacking ([`unpack`]), whiteout conversion ([`whiteout`]), decompression
+//! ([`compression`]), and the [`inventory`] that records an unpacked
+//! directory so it can be verified later.
+//!
+//! It knows nothing of the store, registries or mounts: callers hand it a
+//! reader and an empty directory and get back counts and an inventory.
+//!
+//! Invariants:
+//! - Nothing is ever written outside the target directory, whatever the tar
+//!   says (absolute names, `..`, symlinks planted earlier in the same tar,
+//!   hard links pointing out). See [`unpack`] for how, and its hostile-archive
+//!   tests.
+//! - Overlay xattrs (`trusted.overlay.*`, `user.overlay.*`) are never taken
+//!   from a tar; only whiteout entries produce overlay whiteouts and opaque
+//!   markers.
+//! - The inventory built while unpacking equals [`inventory::scan`] of the
+//!   result.
+
+use std::io;
+use std::path::PathBuf;
+
+pub mod compression;
+pub mod inventory;
+pub mod unpack;
+pub mod whiteout;
+
+pub use compression::decoder;
+pub use inventory::{Inventory, Mismatch, compare, scan};
+pub use unpack::{UnpackOptions, Unpacked, unpack};
+pub use whiteout::OverlayXattr;
+
+/// Errors of layer unpacking and scanning. Every error about a tar entry
+/// names the entry as the tar spells it.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("open layer directory `{}`", path.display())]
+    Target {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("read layer tar{}", after.as_ref().map(|a| format!(" after entry `{a}`")).unwrap_or_default())]
+    Read {
+        /// The last entry read successfully, if any.
+        after: Option<String>,
+        #[source]
+        source: io::Error,
+    },
+    #[error("tar entry `{entry}` rejected: {reason}")]
+    Rejected { entry: String, reason: Reject },
+    #[error("unpack tar entry `{entry}`")]
+    Entry {
+        entry: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("set mode and mtime of directory `{path}`")]
+    Finish {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("scan `{}`", path.display())]
+    Scan {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LayerError {
+    /// The tar entry this error is about, if any.
+    pub fn entry(&self) -> Option<&str> {
+        match self {
+            Self::Rejected { entry, .. } | Self::Entry { entry, .. } => Some(entry),
+            _ => None,
+        }
+    }
+}
+
+/// Why a tar entry was refused: it is malformed or tries to reach outside
+/// the layer directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    #[error("absolute path")]
+    Absolute,
+    #[error("`..` component would leave the layer")]
+    DotDot,
+    #[error("path contains a NUL byte")]
+    Nul,
+    #[error("names the layer root but is not a directory")]
+    RootNotDir,
+    #[error("link entry without a link target")]
+    NoLinkTarget,
+    #[error("unsupported tar entry type `{0}`")]
+    Unsupported(char),
+    #[error("hard link target `{0}` is absolute or leaves the layer")]
+    LinkOutside(String),
+    #[error("hard link target `{0}` goes through a symlink")]
+    LinkThroughSymlink(String),
+    #[error("hard link target `{0}` is not an earlier entry of this layer")]
+    LinkMissing(String),
+    #[error("hard link target `{0}` is a directory")]
+    LinkToDir(String),
+    #[error("whiteout of an empty name, `.` or `..`")]
+    BadWhiteout,
+    #[error("a whiteout name is used as a directory")]
+    WhiteoutAsDir,
+    #[error("whiteout or opaque marker goes through symlink `{0}`")]
+    ThroughSymlink(String),
+    #[error("too many levels of symlinks resolving `{0}`")]
+    SymlinkLoop(String),
+    #[error("parent `{0}` is not a directory")]
+    NotADirectory(String),
+}

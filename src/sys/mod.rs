@@ -3,4 +3,5 @@
 //! raw errno. Each `unsafe` block carries a `// SAFETY:` comment.
 
 pub mod error;
+pub mod fs;
 pub mod mount;
