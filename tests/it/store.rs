@@ -202,6 +202,33 @@ fn walk_store(root: &Path, patterns: &[Pattern]) -> (Vec<(PathBuf, Pattern)>, Ve
     (found, undocumented)
 }
 
+/// The tree drawing parses, and lists the paths the store's own code and
+/// this file rely on.
+#[test]
+fn store_layout_md_tree_parses() {
+    let patterns = documented_tree(&store_layout_md());
+    let listed: BTreeSet<String> = patterns.iter().map(|p| p.to_string()).collect();
+    for must in [
+        "oci-layout",
+        "index.json",
+        "blobs/",
+        "blobs/sha256/",
+        "blobs/sha256/<hex>",
+        "builder/",
+        "builder/version",
+        "builder/tmp/",
+    ] {
+        assert!(
+            listed.contains(must),
+            "store-layout.md's tree lacks {must}; it lists {listed:#?}"
+        );
+    }
+    assert!(
+        patterns.iter().any(|p| p.transient()),
+        "nothing in the tree is marked transient: {listed:#?}"
+    );
+}
+
 fn read_json(path: &Path) -> Value {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
