@@ -117,6 +117,73 @@ impl TestEnv {
         }
     }
 
+    /// `builder pull --tls-verify=false -q REF` (for the plain shared
+    /// registry); asserts success and returns the printed digest.
+    #[track_caller]
+    pub fn pull_plain(&self, reference: &str, extra: &[&str]) -> String {
+        let mut args = vec!["pull", "--tls-verify=false", "-q"];
+        args.extend_from_slice(extra);
+        args.push(reference);
+        let run = self.builder(&args).success();
+        run.out().to_string()
+    }
+
+    /// `builder check --json`; asserts exit 0 and an empty problem list.
+    #[track_caller]
+    pub fn assert_check_clean(&self) {
+        let run = self.builder(&["check", "--json"]);
+        assert!(
+            run.status.success(),
+            "`builder check` found problems:\n{run}"
+        );
+        let report = run.json();
+        if let Some(problems) = report.get("problems") {
+            assert_eq!(
+                problems.as_array().map(Vec::len),
+                Some(0),
+                "check reports problems:\n{run}"
+            );
+        }
+    }
+
+    /// `builder mount REF`; asserts that the printed path is a read-only
+    /// overlay mount and returns it.
+    #[track_caller]
+    pub fn mount(&self, image: &str) -> PathBuf {
+        let run = self.builder(&["mount", image]).success();
+        let path = PathBuf::from(run.out());
+        let info = super::mount_info(&path).unwrap_or_else(|| {
+            panic!(
+                "`builder mount` printed {}, which is not a mount point:\n{run}",
+                path.display()
+            )
+        });
+        assert_eq!(
+            info.fs_type,
+            "overlay",
+            "{} is not an overlay mount: {info:?}",
+            path.display()
+        );
+        assert!(
+            info.read_only,
+            "{} is mounted read-write: {info:?}",
+            path.display()
+        );
+        path
+    }
+
+    /// `builder umount REF`; asserts success and that `path` is no longer a
+    /// mount point.
+    #[track_caller]
+    pub fn umount(&self, image: &str, path: &Path) {
+        self.builder(&["umount", image]).success();
+        assert!(
+            super::mount_info(path).is_none(),
+            "{} still mounted after `builder umount`",
+            path.display()
+        );
+    }
+
     /// Mount points currently mounted inside this env's directory.
     pub fn mounts(&self) -> Vec<PathBuf> {
         super::mounts_below(self.dir.path())

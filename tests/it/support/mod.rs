@@ -26,6 +26,17 @@ pub use env::{Run, TestEnv};
 #[allow(unused_imports)]
 pub use registry::Registry;
 
+/// Pushes fixture `name` to the shared plain registry as
+/// `fixture/<name>:latest` (once per test process) and returns the
+/// reference to pull and the fixture.
+pub fn serve_fixture(name: &str) -> (String, &'static fixtures::Fixture) {
+    let fixture = fixtures::ensure().get(name);
+    let registry = Registry::shared();
+    let repo_tag = format!("fixture/{name}:latest");
+    registry.push_fixture(fixture, &repo_tag);
+    (registry.reference(&repo_tag), fixture)
+}
+
 /// This process's scratch directory (created on first use).
 pub fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
@@ -115,6 +126,40 @@ pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
         .map(unescape_mountinfo)
         .filter(|p| p.starts_with(dir))
         .collect()
+}
+
+/// One line of /proc/self/mountinfo.
+#[derive(Debug, Clone)]
+pub struct MountInfo {
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+    /// `ro` in the per-mount or the superblock options.
+    pub read_only: bool,
+    pub options: String,
+}
+
+/// The (topmost) mount at exactly `path`, if any.
+pub fn mount_info(path: &Path) -> Option<MountInfo> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let mount_point = unescape_mountinfo(fields.get(4)?);
+        if mount_point != path {
+            return None;
+        }
+        let per_mount = fields.get(5)?;
+        let sep = fields.iter().position(|f| *f == "-")?;
+        let fs_type = fields.get(sep + 1)?.to_string();
+        let super_opts = fields.get(sep + 3).copied().unwrap_or("");
+        let read_only =
+            per_mount.split(',').any(|o| o == "ro") || super_opts.split(',').any(|o| o == "ro");
+        Some(MountInfo {
+            mount_point,
+            fs_type,
+            read_only,
+            options: format!("{per_mount} {super_opts}"),
+        })
+    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.

@@ -146,6 +146,15 @@ fn sha256_file(path: &Path) -> String {
 
 /// The xattrs of `path` (not following symlinks), minus overlayfs's own.
 pub fn xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut all = xattrs_raw(path);
+    all.retain(|name, _| {
+        !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.")
+    });
+    all
+}
+
+/// Every xattr of `path` (not following symlinks), overlay ones included.
+pub fn xattrs_raw(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut names = vec![0u8; 64 * 1024];
     let n = match rustix::fs::llistxattr(path, &mut names) {
         Ok(n) => n,
@@ -155,9 +164,6 @@ pub fn xattrs(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
-            continue;
-        }
         let mut value = vec![0u8; 64 * 1024];
         let len = rustix::fs::lgetxattr(path, name.as_str(), &mut value)
             .unwrap_or_else(|e| panic!("lgetxattr {} {name}: {e}", path.display()));
