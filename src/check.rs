@@ -35,7 +35,10 @@ pub struct Problem {
 
 impl CheckReport {
     fn problem(&mut self, object: impl Into<String>, problem: impl Into<String>) {
-        self.problems.push(Problem { object: object.into(), problem: problem.into() });
+        self.problems.push(Problem {
+            object: object.into(),
+            problem: problem.into(),
+        });
     }
 }
 
@@ -46,7 +49,10 @@ pub fn check(store: &Store) -> Result<CheckReport, StoreError> {
 
     let (blobs, strays) = store.list_blobs()?;
     for stray in strays {
-        report.problem(stray.display().to_string(), "file in blobs/sha256 whose name is not a digest");
+        report.problem(
+            stray.display().to_string(),
+            "file in blobs/sha256 whose name is not a digest",
+        );
     }
     for digest in &blobs {
         match store.verify_blob(digest) {
@@ -77,12 +83,18 @@ pub fn check(store: &Store) -> Result<CheckReport, StoreError> {
             .ok()
             .and_then(|b| serde_json::from_slice::<ImageConfig>(&b).ok());
         let Some(config) = config else {
-            report.problem(object, format!("config {} is missing or invalid", manifest.config.digest));
+            report.problem(
+                object,
+                format!("config {} is missing or invalid", manifest.config.digest),
+            );
             continue;
         };
         for diff_id in config.rootfs.diff_ids {
             if !store.has_layer(&diff_id) {
-                report.problem(object.clone(), format!("layer {diff_id} is not unpacked; pull the image again"));
+                report.problem(
+                    object.clone(),
+                    format!("layer {diff_id} is not unpacked; pull the image again"),
+                );
             }
             needed_layers.insert(diff_id);
         }
@@ -91,7 +103,10 @@ pub fn check(store: &Store) -> Result<CheckReport, StoreError> {
     for layer in store.list_layers()? {
         let object = format!("layer {}", layer.diff_id);
         if !layer.complete {
-            report.problem(object, "incomplete (an interrupted write or removal); `builder prune` removes it");
+            report.problem(
+                object,
+                "incomplete (an interrupted write or removal); `builder prune` removes it",
+            );
             continue;
         }
         report.layers_checked += 1;

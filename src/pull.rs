@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::layer;
 use crate::oci::verify::{HashingReader, TeeHashingReader};
-use crate::oci::{Compression, Descriptor, DiffId, Digest, ImageConfig, MediaType, Platform, media_type};
+use crate::oci::{
+    Compression, Descriptor, DiffId, Digest, ImageConfig, MediaType, Platform, media_type,
+};
 use crate::progress::{BlobOutcome, Reporter};
 use crate::reference::ImageRef;
 use crate::registry::{Client, RegistryError};
@@ -44,7 +46,10 @@ pub struct PullOptions {
 
 impl Default for PullOptions {
     fn default() -> Self {
-        Self { platform: Platform::host(), concurrency: DEFAULT_CONCURRENCY }
+        Self {
+            platform: Platform::host(),
+            concurrency: DEFAULT_CONCURRENCY,
+        }
     }
 }
 
@@ -77,9 +82,20 @@ pub enum PullError {
     #[error(
         "pull `{image}`: {what} {blob} failed verification: expected {expected}, got {actual}; nothing was stored (the registry served corrupt or tampered data)"
     )]
-    DigestMismatch { image: String, what: &'static str, blob: Digest, expected: Digest, actual: Digest },
+    DigestMismatch {
+        image: String,
+        what: &'static str,
+        blob: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("pull `{image}`: layer {blob} is {actual} bytes, the manifest says {expected}")]
-    SizeMismatch { image: String, blob: Digest, expected: u64, actual: u64 },
+    SizeMismatch {
+        image: String,
+        blob: Digest,
+        expected: u64,
+        actual: u64,
+    },
     #[error("pull `{image}`: unpack layer {blob}")]
     Unpack {
         image: String,
@@ -95,9 +111,17 @@ pub enum PullError {
         source: io::Error,
     },
     #[error("pull `{image}`: layer {blob} has unsupported media type `{media_type}`")]
-    UnsupportedLayer { image: String, blob: Digest, media_type: String },
+    UnsupportedLayer {
+        image: String,
+        blob: Digest,
+        media_type: String,
+    },
     #[error("pull `{image}`: invalid image config {config}: {reason}")]
-    BadConfig { image: String, config: Digest, reason: String },
+    BadConfig {
+        image: String,
+        config: Digest,
+        reason: String,
+    },
     #[error("pull `{image}`: cancelled")]
     Cancelled { image: String },
 }
@@ -111,11 +135,19 @@ pub fn pull(
     reporter: &dyn Reporter,
 ) -> Result<Pulled, PullError> {
     let image = reference.to_string();
-    let registry_err = |source| PullError::Registry { image: image.clone(), source };
-    let store_err = |source| PullError::Store { image: image.clone(), source };
+    let registry_err = |source| PullError::Registry {
+        image: image.clone(),
+        source,
+    };
+    let store_err = |source| PullError::Store {
+        image: image.clone(),
+        source,
+    };
 
     reporter.status(&format!("resolving {image}"));
-    let resolved = client.resolve(reference, &options.platform).map_err(registry_err)?;
+    let resolved = client
+        .resolve(reference, &options.platform)
+        .map_err(registry_err)?;
     let manifest = resolved.manifest;
     let manifest_desc = Descriptor::new(
         manifest.media_type.as_str(),
@@ -164,7 +196,13 @@ pub fn pull(
         })
         .collect();
 
-    let ctx = PullContext { client, store, reference, image: &image, reporter };
+    let ctx = PullContext {
+        client,
+        store,
+        reference,
+        image: &image,
+        reporter,
+    };
     let downloaded = run_jobs(&ctx, &jobs, options.concurrency.max(1))?;
 
     // Everything the manifest references is stored: now the manifest, then the name.
@@ -176,7 +214,11 @@ pub fn pull(
         let digest = store.put_blob(&oci_bytes).map_err(store_err)?;
         let mut desc = Descriptor::new(media_type::OCI_MANIFEST, digest, oci_bytes.len() as u64);
         desc.annotations = Some(
-            [(SOURCE_MANIFEST_ANNOTATION.to_string(), manifest.digest.to_string())].into(),
+            [(
+                SOURCE_MANIFEST_ANNOTATION.to_string(),
+                manifest.digest.to_string(),
+            )]
+            .into(),
         );
         desc
     } else {
@@ -210,7 +252,11 @@ struct PullContext<'a> {
 /// Runs the layer jobs on up to `concurrency` scoped threads; the first
 /// error cancels the rest and is returned. Returns how many layers were
 /// downloaded.
-fn run_jobs(ctx: &PullContext<'_>, jobs: &[LayerJob], concurrency: usize) -> Result<usize, PullError> {
+fn run_jobs(
+    ctx: &PullContext<'_>,
+    jobs: &[LayerJob],
+    concurrency: usize,
+) -> Result<usize, PullError> {
     let next = AtomicUsize::new(0);
     let downloaded = AtomicUsize::new(0);
     let cancelled = AtomicBool::new(false);
@@ -232,7 +278,8 @@ fn run_jobs(ctx: &PullContext<'_>, jobs: &[LayerJob], concurrency: usize) -> Res
                             cancelled.store(true, Ordering::SeqCst);
                             let mut slot = first_error.lock().expect("no panics while held");
                             // Keep the root cause, not a "cancelled" from a sibling.
-                            if slot.is_none() || matches!(*slot, Some(PullError::Cancelled { .. })) {
+                            if slot.is_none() || matches!(*slot, Some(PullError::Cancelled { .. }))
+                            {
                                 *slot = Some(e);
                             }
                             return;
@@ -250,15 +297,27 @@ fn run_jobs(ctx: &PullContext<'_>, jobs: &[LayerJob], concurrency: usize) -> Res
 
 /// Makes sure one layer's blob and unpacked directory are in the store.
 /// Returns whether anything was downloaded.
-fn fetch_layer(ctx: &PullContext<'_>, job: &LayerJob, cancelled: &AtomicBool) -> Result<bool, PullError> {
+fn fetch_layer(
+    ctx: &PullContext<'_>,
+    job: &LayerJob,
+    cancelled: &AtomicBool,
+) -> Result<bool, PullError> {
     let desc = &job.descriptor;
     let image = ctx.image.to_string();
     if !job.need_blob && !job.need_layer {
-        ctx.reporter.blob_done(&desc.digest, BlobOutcome::AlreadyExists);
+        ctx.reporter
+            .blob_done(&desc.digest, BlobOutcome::AlreadyExists);
         return Ok(false);
     }
-    let store_err = |source| PullError::Store { image: image.clone(), source };
-    let read_err = |source| PullError::Read { image: image.clone(), blob: desc.digest.clone(), source };
+    let store_err = |source| PullError::Store {
+        image: image.clone(),
+        source,
+    };
+    let read_err = |source| PullError::Read {
+        image: image.clone(),
+        blob: desc.digest.clone(),
+        source,
+    };
     let compression = Compression::from_layer_media_type(&desc.media_type).ok_or_else(|| {
         PullError::UnsupportedLayer {
             image: image.clone(),
@@ -275,12 +334,20 @@ fn fetch_layer(ctx: &PullContext<'_>, job: &LayerJob, cancelled: &AtomicBool) ->
         let blob = ctx
             .client
             .fetch_blob(ctx.reference, desc)
-            .map_err(|source| PullError::Registry { image: image.clone(), source })?;
+            .map_err(|source| PullError::Registry {
+                image: image.clone(),
+                source,
+            })?;
         Box::new(blob)
     } else {
         Box::new(ctx.store.open_blob(&desc.digest).map_err(store_err)?)
     };
-    let source = Watched { inner: source, cancelled, reporter: ctx.reporter, digest: &desc.digest };
+    let source = Watched {
+        inner: source,
+        cancelled,
+        reporter: ctx.reporter,
+        digest: &desc.digest,
+    };
     let sink: Box<dyn Write + Send> = if job.need_blob {
         let path = txn.blob_path();
         let file = std::fs::File::create(&path).map_err(|e| read_err(e))?;
@@ -297,15 +364,24 @@ fn fetch_layer(ctx: &PullContext<'_>, job: &LayerJob, cancelled: &AtomicBool) ->
     // Finish the compressed stream even after an unpack error: a digest
     // mismatch is the root cause to report when the bytes were tampered with.
     let finished = tee.finish();
-    let (blob_digest, blob_size, mut sink) = match (finished, unpacked) {
-        (Ok(done), Ok(_)) => done,
-        (Ok((actual, ..)), Err(_)) if actual != desc.digest => {
-            return Err(mismatch(&image, "layer", desc, &desc.digest, actual));
+    let (diff_id, inventory) = match unpacked {
+        Ok(done) => done,
+        Err(e) => {
+            if let Ok((actual, ..)) = &finished
+                && *actual != desc.digest
+            {
+                return Err(mismatch(
+                    &image,
+                    "layer",
+                    desc,
+                    &desc.digest,
+                    actual.clone(),
+                ));
+            }
+            return Err(e.into_pull_error(&image, &desc.digest));
         }
-        (_, Err(e)) => return Err(e.into_pull_error(&image, &desc.digest)),
-        (Err(e), Ok(_)) => return Err(read_err(e)),
     };
-    let (diff_id, inventory) = unpacked.expect("checked above");
+    let (blob_digest, blob_size, mut sink) = finished.map_err(read_err)?;
     sink.flush().map_err(read_err)?;
     drop(sink);
 
@@ -321,20 +397,37 @@ fn fetch_layer(ctx: &PullContext<'_>, job: &LayerJob, cancelled: &AtomicBool) ->
         return Err(mismatch(&image, "layer", desc, &desc.digest, blob_digest));
     }
     if diff_id != job.diff_id.0 {
-        return Err(mismatch(&image, "uncompressed layer (diffID) of", desc, &job.diff_id.0, diff_id));
+        return Err(mismatch(
+            &image,
+            "uncompressed layer (diffID) of",
+            desc,
+            &job.diff_id.0,
+            diff_id,
+        ));
     }
     if job.need_blob {
-        ctx.store.commit_blob(&txn, &desc.digest).map_err(store_err)?;
+        ctx.store
+            .commit_blob(&txn, &desc.digest)
+            .map_err(store_err)?;
     }
     if let Some(inventory) = inventory {
         let json = serde_json::to_vec(&inventory).expect("an inventory serialises");
-        ctx.store.commit_layer(&txn, &job.diff_id, &json).map_err(store_err)?;
+        ctx.store
+            .commit_layer(&txn, &job.diff_id, &json)
+            .map_err(store_err)?;
     }
-    ctx.reporter.blob_done(&desc.digest, BlobOutcome::Downloaded);
+    ctx.reporter
+        .blob_done(&desc.digest, BlobOutcome::Downloaded);
     Ok(job.need_blob)
 }
 
-fn mismatch(image: &str, what: &'static str, desc: &Descriptor, expected: &Digest, actual: Digest) -> PullError {
+fn mismatch(
+    image: &str,
+    what: &'static str,
+    desc: &Descriptor,
+    expected: &Digest,
+    actual: Digest,
+) -> PullError {
     PullError::DigestMismatch {
         image: image.to_string(),
         what,
@@ -352,8 +445,16 @@ enum DecodeError {
 impl DecodeError {
     fn into_pull_error(self, image: &str, blob: &Digest) -> PullError {
         match self {
-            Self::Io(source) => PullError::Read { image: image.to_string(), blob: blob.clone(), source },
-            Self::Unpack(source) => PullError::Unpack { image: image.to_string(), blob: blob.clone(), source },
+            Self::Io(source) => PullError::Read {
+                image: image.to_string(),
+                blob: blob.clone(),
+                source,
+            },
+            Self::Unpack(source) => PullError::Unpack {
+                image: image.to_string(),
+                blob: blob.clone(),
+                source,
+            },
         }
     }
 }

@@ -42,16 +42,30 @@ pub enum RootfsError {
 
 /// The image's layers, bottom first, checked to be unpacked.
 pub fn image_layers(store: &Store, image: &ImageRecord) -> Result<Vec<DiffId>, RootfsError> {
-    let store_err = |source| RootfsError::Store { image: image.name.clone(), source };
-    let (_, manifest) = store.manifest(&image.manifest.digest).map_err(store_err)?;
-    let bytes = store.read_blob(&manifest.config.digest).map_err(store_err)?;
-    let config: ImageConfig = serde_json::from_slice(&bytes).map_err(|source| RootfsError::Config {
+    let store_err = |source| RootfsError::Store {
         image: image.name.clone(),
-        config: manifest.config.digest.clone(),
         source,
-    })?;
-    if let Some(missing) = config.rootfs.diff_ids.iter().find(|id| !store.has_layer(id)) {
-        return Err(RootfsError::LayerMissing { image: image.name.clone(), layer: missing.clone() });
+    };
+    let (_, manifest) = store.manifest(&image.manifest.digest).map_err(store_err)?;
+    let bytes = store
+        .read_blob(&manifest.config.digest)
+        .map_err(store_err)?;
+    let config: ImageConfig =
+        serde_json::from_slice(&bytes).map_err(|source| RootfsError::Config {
+            image: image.name.clone(),
+            config: manifest.config.digest.clone(),
+            source,
+        })?;
+    if let Some(missing) = config
+        .rootfs
+        .diff_ids
+        .iter()
+        .find(|id| !store.has_layer(id))
+    {
+        return Err(RootfsError::LayerMissing {
+            image: image.name.clone(),
+            layer: missing.clone(),
+        });
     }
     Ok(config.rootfs.diff_ids)
 }
@@ -59,15 +73,25 @@ pub fn image_layers(store: &Store, image: &ImageRecord) -> Result<Vec<DiffId>, R
 /// The overlay lowerdirs for `layers` (bottom first): topmost first, as
 /// overlayfs wants them.
 pub fn lower_dirs(store: &Store, layers: &[DiffId]) -> Vec<PathBuf> {
-    layers.iter().rev().map(|id| store.layer_diff_path(id)).collect()
+    layers
+        .iter()
+        .rev()
+        .map(|id| store.layer_diff_path(id))
+        .collect()
 }
 
 /// Mounts the image read-only at its mountpoint in the store and returns the
 /// path. Mounting an image that is already mounted returns the same path.
 pub fn mount_image(store: &Store, image: &ImageRecord) -> Result<PathBuf, RootfsError> {
-    let store_err = |source| RootfsError::Store { image: image.name.clone(), source };
+    let store_err = |source| RootfsError::Store {
+        image: image.name.clone(),
+        source,
+    };
     let mountpoint = store.mountpoint(&image.manifest.digest);
-    if store.mount_record(&image.manifest.digest).map_err(store_err)?.is_some()
+    if store
+        .mount_record(&image.manifest.digest)
+        .map_err(store_err)?
+        .is_some()
         && is_mountpoint(&mountpoint)
     {
         return Ok(mountpoint);
@@ -81,28 +105,48 @@ pub fn mount_image(store: &Store, image: &ImageRecord) -> Result<PathBuf, Rootfs
         layers: layers.clone(),
     };
     let target = store.add_mount_record(&record).map_err(store_err)?;
-    let overlay = Overlay { lowers: lower_dirs(store, &layers), upper: None, work: None };
+    let overlay = Overlay {
+        lowers: lower_dirs(store, &layers),
+        upper: None,
+        work: None,
+    };
     match overlay.mount(&target, MountFlags::READ_ONLY) {
         Ok(guard) => Ok(guard.into_persistent()),
         Err(source) => {
             let _ = store.remove_mount_record(&image.manifest.digest);
-            Err(RootfsError::Mount { image: image.name.clone(), source })
+            Err(RootfsError::Mount {
+                image: image.name.clone(),
+                source,
+            })
         }
     }
 }
 
 /// Unmounts an image mounted by [`mount_image`] and forgets the mount.
 pub fn unmount_image(store: &Store, image: &ImageRecord) -> Result<(), RootfsError> {
-    let store_err = |source| RootfsError::Store { image: image.name.clone(), source };
-    if store.mount_record(&image.manifest.digest).map_err(store_err)?.is_none() {
-        return Err(RootfsError::NotMounted { image: image.name.clone() });
+    let store_err = |source| RootfsError::Store {
+        image: image.name.clone(),
+        source,
+    };
+    if store
+        .mount_record(&image.manifest.digest)
+        .map_err(store_err)?
+        .is_none()
+    {
+        return Err(RootfsError::NotMounted {
+            image: image.name.clone(),
+        });
     }
     let mountpoint = store.mountpoint(&image.manifest.digest);
     if is_mountpoint(&mountpoint) {
-        mount::unmount(&mountpoint)
-            .map_err(|source| RootfsError::Mount { image: image.name.clone(), source })?;
+        mount::unmount(&mountpoint).map_err(|source| RootfsError::Mount {
+            image: image.name.clone(),
+            source,
+        })?;
     }
-    store.remove_mount_record(&image.manifest.digest).map_err(store_err)
+    store
+        .remove_mount_record(&image.manifest.digest)
+        .map_err(store_err)
 }
 
 /// Whether `path` is the mountpoint of a mount in this mount namespace.
@@ -123,7 +167,9 @@ fn unescape_mountinfo(field: &str) -> String {
     let mut rest = field;
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(byte) => {
                 out.push(byte as char);

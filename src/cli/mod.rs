@@ -55,12 +55,20 @@ fn report_error(err: &anyhow::Error) {
 
 /// Suggestions for errors whose fix we know.
 fn hint_for(err: &anyhow::Error) -> Option<String> {
-    let text = err.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(" ");
+    let text = err
+        .chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
     if text.contains("locked by another builder process") {
-        return Some("wait for running builder commands to finish, then run `builder prune` again".into());
+        return Some(
+            "wait for running builder commands to finish, then run `builder prune` again".into(),
+        );
     }
     if text.contains("failed verification") {
-        return Some("run `builder check` to confirm the store is intact, then retry the pull".into());
+        return Some(
+            "run `builder check` to confirm the store is intact, then retry the pull".into(),
+        );
     }
     None
 }

@@ -19,7 +19,11 @@ pub fn reporter(quiet: bool) -> Box<dyn Reporter> {
         && std::env::var_os("BUILDER_NO_PROGRESS").is_none()
         && std::env::var_os("NO_COLOR").is_none()
         && std::env::var_os("CI").is_none();
-    if bars_allowed { Box::new(Bars::new()) } else { Box::new(Lines) }
+    if bars_allowed {
+        Box::new(Bars::new())
+    } else {
+        Box::new(Lines)
+    }
 }
 
 /// One line per event on stderr: for CI logs.
@@ -67,7 +71,10 @@ impl Reporter for Bars {
             .progress_chars("=> "),
         );
         bar.set_prefix(format!("{what} {}", digest.short()));
-        self.bars.lock().expect("not poisoned").insert(digest.clone(), bar);
+        self.bars
+            .lock()
+            .expect("not poisoned")
+            .insert(digest.clone(), bar);
     }
     fn blob_progress(&self, digest: &Digest, bytes: u64) {
         if let Some(bar) = self.bars.lock().expect("not poisoned").get(digest) {
@@ -79,7 +86,9 @@ impl Reporter for Bars {
         match (bar, outcome) {
             (Some(bar), _) => bar.finish_with_message("done"),
             (None, BlobOutcome::AlreadyExists) => {
-                let _ = self.multi.println(format!("layer {} already exists", digest.short()));
+                let _ = self
+                    .multi
+                    .println(format!("layer {} already exists", digest.short()));
             }
             (None, BlobOutcome::Downloaded) => {}
         }
@@ -97,5 +106,9 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }

@@ -236,7 +236,11 @@ impl<'o> Unpacker<'o> {
         })
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, name: &str) -> Result<(), LayerError> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+    ) -> Result<(), LayerError> {
         let reject = |reason| LayerError::Rejected {
             entry: name.to_string(),
             reason,
@@ -355,10 +359,11 @@ impl<'o> Unpacker<'o> {
         }
         let (fd, real) = match sysfs::open_dir_beneath(self.root.as_fd(), p(literal)) {
             Ok(fd) => (fd, literal.to_vec()),
-            Err(e) if matches!(
-                sysfs::errno(&e),
-                Some(Errno::NOENT | Errno::LOOP | Errno::NOTDIR)
-            ) =>
+            Err(e)
+                if matches!(
+                    sysfs::errno(&e),
+                    Some(Errno::NOENT | Errno::LOOP | Errno::NOTDIR)
+                ) =>
             {
                 self.resolve_slow(literal, follow, name)?
             }
@@ -567,8 +572,9 @@ impl<'o> Unpacker<'o> {
                 Err(e) => return Err(e),
             };
             hasher.update(&self.buf[..n]);
-            file.write_all(&self.buf[..n])
-                .map_err(|e| io::Error::new(e.kind(), format!("write `{}`: {e}", p(name).display())))?;
+            file.write_all(&self.buf[..n]).map_err(|e| {
+                io::Error::new(e.kind(), format!("write `{}`: {e}", p(name).display()))
+            })?;
             size += n as u64;
         }
         if size != expected_size {

@@ -219,10 +219,16 @@ mod tests {
                        "digest": "sha256:e692418e4cbaf90ca69d05a66403747baa33ee08806650b51fab815ad7fc331f"}]}"#;
         let docker: Manifest = serde_json::from_str(json).unwrap();
         let oci = docker.to_oci();
-        assert_eq!(oci.media_type.as_deref(), Some(super::super::media_type::OCI_MANIFEST));
+        assert_eq!(
+            oci.media_type.as_deref(),
+            Some(super::super::media_type::OCI_MANIFEST)
+        );
         assert_eq!(oci.config.media_type, super::super::media_type::OCI_CONFIG);
         assert_eq!(oci.config.digest, docker.config.digest);
-        assert_eq!(oci.layers[0].media_type, super::super::media_type::OCI_LAYER_GZIP);
+        assert_eq!(
+            oci.layers[0].media_type,
+            super::super::media_type::OCI_LAYER_GZIP
+        );
         assert_eq!(oci.layers[0].digest, docker.layers[0].digest);
     }
 

@@ -17,7 +17,8 @@ impl Store {
     pub fn commit_blob(&self, txn: &Transaction, digest: &Digest) -> Result<(), StoreError> {
         let src = txn.blob_path();
         let file = File::open(&src).map_err(|e| StoreError::io("open", &src, e))?;
-        file.sync_all().map_err(|e| StoreError::io("fsync", &src, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync", &src, e))?;
         fs::set_permissions(&src, fs::Permissions::from_mode(0o444))
             .map_err(|e| StoreError::io("chmod", &src, e))?;
         let dst = self.blob_path(digest);
@@ -36,7 +37,8 @@ impl Store {
         let txn = self.begin()?;
         let path = txn.blob_path();
         let mut file = File::create(&path).map_err(|e| StoreError::io("create", &path, e))?;
-        file.write_all(bytes).map_err(|e| StoreError::io("write", &path, e))?;
+        file.write_all(bytes)
+            .map_err(|e| StoreError::io("write", &path, e))?;
         drop(file);
         self.commit_blob(&txn, &digest)?;
         Ok(digest)
@@ -64,9 +66,15 @@ impl Store {
         let path = self.blob_path(digest);
         let file = self.open_blob(digest)?;
         let reader = HashingReader::new(io::BufReader::with_capacity(1 << 20, file));
-        let (actual, bytes) = reader.finish().map_err(|e| StoreError::io("read", &path, e))?;
+        let (actual, bytes) = reader
+            .finish()
+            .map_err(|e| StoreError::io("read", &path, e))?;
         if &actual != digest {
-            return Err(StoreError::BlobMismatch { expected: digest.clone(), actual, bytes });
+            return Err(StoreError::BlobMismatch {
+                expected: digest.clone(),
+                actual,
+                bytes,
+            });
         }
         Ok(bytes)
     }

@@ -21,7 +21,11 @@ pub enum StoreError {
     #[error("store `{}` is locked by another builder process (prune needs it alone)", path.display())]
     Busy { path: PathBuf },
     #[error("blob {expected} failed verification: got {actual}, {bytes} bytes")]
-    BlobMismatch { expected: Digest, actual: Digest, bytes: u64 },
+    BlobMismatch {
+        expected: Digest,
+        actual: Digest,
+        bytes: u64,
+    },
     #[error("blob {0} is not in the store")]
     BlobMissing(Digest),
     #[error("layer {0} is not unpacked in the store")]
@@ -40,6 +44,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
-        Self::Io { op, path: path.to_path_buf(), source }
+        Self::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

@@ -39,7 +39,8 @@ impl Store {
                 continue;
             };
             live.blobs.insert(manifest.config.digest.clone());
-            live.blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+            live.blobs
+                .extend(manifest.layers.iter().map(|l| l.digest.clone()));
             if let Ok(bytes) = self.read_blob(&manifest.config.digest)
                 && let Ok(config) = serde_json::from_slice::<ImageConfig>(&bytes)
             {
@@ -70,7 +71,11 @@ impl Store {
         // Half-written temp files of older tools (`.tmp-*` from an
         // interrupted atomic write) are not blobs.
         for stray in strays {
-            if stray.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".tmp-")) {
+            if stray
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".tmp-"))
+            {
                 remove_tree(&stray).map_err(|e| StoreError::io("remove", &stray, e))?;
                 report.temp_entries_removed += 1;
             }

@@ -93,7 +93,9 @@ impl Store {
             .get_or_insert_with(BTreeMap::new)
             .insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
         self.edit_index(|index| {
-            index.manifests.retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(name));
+            index
+                .manifests
+                .retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(name));
             index.manifests.push(descriptor);
         })
     }
@@ -102,7 +104,9 @@ impl Store {
     pub fn remove_image(&self, name: &str) -> Result<bool, StoreError> {
         self.edit_index(|index| {
             let before = index.manifests.len();
-            index.manifests.retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(name));
+            index
+                .manifests
+                .retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(name));
             index.manifests.len() != before
         })
     }
@@ -110,8 +114,10 @@ impl Store {
     /// Reads and parses an image's manifest.
     pub fn manifest(&self, digest: &Digest) -> Result<(Vec<u8>, Manifest), StoreError> {
         let bytes = self.read_blob(digest)?;
-        let manifest = serde_json::from_slice(&bytes)
-            .map_err(|source| StoreError::Json { path: self.blob_path(digest), source })?;
+        let manifest = serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            path: self.blob_path(digest),
+            source,
+        })?;
         Ok((bytes, manifest))
     }
 

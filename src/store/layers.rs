@@ -51,7 +51,8 @@ impl Store {
     ) -> Result<LayerCommit, StoreError> {
         let staged = txn.dir().join("layer");
         let inventory = staged.join(INVENTORY_FILE);
-        fs::write(&inventory, inventory_json).map_err(|e| StoreError::io("write", &inventory, e))?;
+        fs::write(&inventory, inventory_json)
+            .map_err(|e| StoreError::io("write", &inventory, e))?;
         // One syncfs flushes every file of the unpacked tree; far cheaper
         // than an fsync per file, and it runs before the rename that
         // publishes the layer.

@@ -42,11 +42,15 @@ impl StoreLock {
     pub(super) fn acquire(path: &Path, mode: LockMode) -> Result<Self, StoreError> {
         let file = open_lock_file(path)?;
         match mode {
-            LockMode::Shared => file.lock_shared().map_err(|e| StoreError::io("lock", path, e))?,
+            LockMode::Shared => file
+                .lock_shared()
+                .map_err(|e| StoreError::io("lock", path, e))?,
             LockMode::ExclusiveNoWait => match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(StoreError::Busy { path: path.to_path_buf() });
+                    return Err(StoreError::Busy {
+                        path: path.to_path_buf(),
+                    });
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(StoreError::io("lock", path, e));

@@ -75,7 +75,10 @@ impl Store {
             fs::create_dir_all(&dir).map_err(|e| StoreError::io("create directory", &dir, e))?;
         }
         let lock = lock::StoreLock::acquire(&builder_dir.join("lock"), mode)?;
-        let store = Self { root: root.to_path_buf(), _lock: lock };
+        let store = Self {
+            root: root.to_path_buf(),
+            _lock: lock,
+        };
         store.init_files()?;
         store.remove_stale_transactions()?;
         Ok(store)
@@ -124,7 +127,10 @@ impl Store {
 
     /// Path of a blob, whether or not it exists.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs").join(digest.algorithm()).join(digest.hex())
+        self.root
+            .join("blobs")
+            .join(digest.algorithm())
+            .join(digest.hex())
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
@@ -156,9 +162,13 @@ impl Store {
             .tempfile_in(dir)
             .map_err(|e| StoreError::io("create temp file in", dir, e))?;
         use std::io::Write;
-        tmp.write_all(bytes).map_err(|e| StoreError::io("write", tmp.path(), e))?;
-        tmp.as_file().sync_all().map_err(|e| StoreError::io("fsync", tmp.path(), e))?;
-        tmp.persist(path).map_err(|e| StoreError::io("rename into place", path, e.error))?;
+        tmp.write_all(bytes)
+            .map_err(|e| StoreError::io("write", tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| StoreError::io("fsync", tmp.path(), e))?;
+        tmp.persist(path)
+            .map_err(|e| StoreError::io("rename into place", path, e.error))?;
         sync_dir(dir)
     }
 }

@@ -14,7 +14,11 @@ fn store_image(store: &Store, name: &str, layers: &[(&[u8], &DiffId)]) -> Descri
     let mut layer_descs = Vec::new();
     for (bytes, _) in layers {
         let d = store.put_blob(bytes).unwrap();
-        layer_descs.push(Descriptor::new(media_type::OCI_LAYER_TAR, d, bytes.len() as u64));
+        layer_descs.push(Descriptor::new(
+            media_type::OCI_LAYER_TAR,
+            d,
+            bytes.len() as u64,
+        ));
     }
     let mut config = ImageConfig::default();
     config.rootfs.kind = "layers".into();
@@ -53,7 +57,12 @@ fn open_creates_an_oci_layout() {
     let index: crate::oci::Index =
         serde_json::from_slice(&fs::read(dir.path().join("index.json")).unwrap()).unwrap();
     assert!(index.manifests.is_empty());
-    assert_eq!(fs::read_to_string(dir.path().join("builder/version")).unwrap().trim(), "1");
+    assert_eq!(
+        fs::read_to_string(dir.path().join("builder/version"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
     assert!(dir.path().join("blobs/sha256").is_dir());
 }
 
@@ -63,7 +72,10 @@ fn refuses_an_unknown_layout_version() {
     drop(open(&dir));
     fs::write(dir.path().join("builder/version"), "99\n").unwrap();
     let err = Store::open(dir.path(), LockMode::Shared).err().unwrap();
-    assert!(matches!(err, StoreError::UnsupportedVersion { .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::UnsupportedVersion { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -75,13 +87,18 @@ fn blobs_are_content_addressed_read_only_and_verified() {
     assert_eq!(store.read_blob(&digest).unwrap(), b"hello");
     assert_eq!(store.verify_blob(&digest).unwrap(), 5);
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(store.blob_path(&digest)).unwrap().permissions().mode();
+    let mode = fs::metadata(store.blob_path(&digest))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o444);
     // Corrupt it behind the store's back: verification names both digests.
     fs::set_permissions(store.blob_path(&digest), fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(store.blob_path(&digest), b"hellO").unwrap();
     match store.verify_blob(&digest) {
-        Err(StoreError::BlobMismatch { expected, actual, .. }) => {
+        Err(StoreError::BlobMismatch {
+            expected, actual, ..
+        }) => {
             assert_eq!(expected, digest);
             assert_eq!(actual, crate::oci::Digest::of_bytes(b"hellO"));
         }
@@ -97,7 +114,12 @@ fn dropped_transactions_leave_nothing() {
     fs::write(txn.blob_path(), b"partial").unwrap();
     fs::write(txn.layer_dir().join("f"), b"partial").unwrap();
     drop(txn);
-    assert_eq!(fs::read_dir(dir.path().join("builder/tmp")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(dir.path().join("builder/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]
@@ -113,7 +135,10 @@ fn layers_commit_once_and_a_second_commit_is_discarded() {
     // A concurrent puller that unpacked the same layer.
     let txn = store.begin().unwrap();
     fs::write(txn.layer_dir().join("b"), b"x").unwrap();
-    assert_eq!(store.commit_layer(&txn, &id, b"{}").unwrap(), layers::LayerCommit::AlreadyPresent);
+    assert_eq!(
+        store.commit_layer(&txn, &id, b"{}").unwrap(),
+        layers::LayerCommit::AlreadyPresent
+    );
     assert!(!store.layer_diff_path(&id).join("b").exists());
 }
 
@@ -140,7 +165,15 @@ fn names_are_replaced_removed_and_found_by_id_prefix() {
     store.set_image("example.com/a:1", &b).unwrap();
     let images = store.list_images().unwrap();
     assert_eq!(images.len(), 2, "{images:?}");
-    assert_eq!(store.image("example.com/a:1").unwrap().unwrap().manifest.digest, b.digest);
+    assert_eq!(
+        store
+            .image("example.com/a:1")
+            .unwrap()
+            .unwrap()
+            .manifest
+            .digest,
+        b.digest
+    );
     assert!(store.remove_image("example.com/a:1").unwrap());
     assert!(!store.remove_image("example.com/a:1").unwrap());
     store.set_image("example.com/a:2", &a).unwrap();
@@ -180,8 +213,16 @@ fn prune_keeps_what_names_and_mounts_reference() {
     assert!(store.has_layer(&kept) && store.has_layer(&mounted));
     assert!(!store.layer_path(&dropped).exists());
     assert_eq!(report.layers_removed, 1);
-    assert_eq!(report.blobs_removed, 3, "dead manifest, its config and its layer blob");
-    assert_eq!(fs::read_dir(dir.path().join("builder/tmp")).unwrap().count(), 0);
+    assert_eq!(
+        report.blobs_removed, 3,
+        "dead manifest, its config and its layer blob"
+    );
+    assert_eq!(
+        fs::read_dir(dir.path().join("builder/tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]
@@ -190,7 +231,9 @@ fn prune_fails_fast_while_another_process_uses_the_store() {
     let _shared = open(&dir);
     // flock locks belong to open file descriptions, so a second open in the
     // same process behaves like another process.
-    let err = Store::open(dir.path(), LockMode::ExclusiveNoWait).err().unwrap();
+    let err = Store::open(dir.path(), LockMode::ExclusiveNoWait)
+        .err()
+        .unwrap();
     assert!(matches!(err, StoreError::Busy { .. }), "{err}");
 }
 
@@ -202,7 +245,10 @@ fn open_removes_only_dead_and_old_transactions() {
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
     // A live transaction, even an old one, holds its lock.
     let live = store.begin().unwrap();
-    fs::File::open(live.dir()).unwrap().set_modified(old).unwrap();
+    fs::File::open(live.dir())
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     // What a killed process leaves: a directory whose lock nobody holds.
     let dead_old = tmp.join("txn-dead-old");
     let dead_young = tmp.join("txn-dead-young");
@@ -210,10 +256,19 @@ fn open_removes_only_dead_and_old_transactions() {
         fs::create_dir_all(d.join("layer/diff")).unwrap();
         fs::write(d.join("lock"), b"").unwrap();
     }
-    fs::File::open(&dead_old).unwrap().set_modified(old).unwrap();
+    fs::File::open(&dead_old)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     drop(store);
     let _store = open(&dir);
     assert!(live.dir().exists(), "a locked transaction is never removed");
-    assert!(!dead_old.exists(), "an unlocked old transaction is a leftover");
-    assert!(dead_young.exists(), "a young one may be between mkdir and flock");
+    assert!(
+        !dead_old.exists(),
+        "an unlocked old transaction is a leftover"
+    );
+    assert!(
+        dead_young.exists(),
+        "a young one may be between mkdir and flock"
+    );
 }

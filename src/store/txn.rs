@@ -67,7 +67,8 @@ impl Store {
             .keep();
         let lock_path = dir.join(LOCK_FILE);
         let lock = File::create(&lock_path).map_err(|e| StoreError::io("create", &lock_path, e))?;
-        lock.lock().map_err(|e| StoreError::io("lock", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| StoreError::io("lock", &lock_path, e))?;
         let layer_diff = dir.join("layer").join("diff");
         fs::create_dir_all(&layer_diff).map_err(|e| StoreError::io("create", &layer_diff, e))?;
         let marker = dir.join("layer").join(INCOMPLETE_MARKER);

@@ -29,5 +29,9 @@ pub fn check(store: &Store, args: CheckArgs) -> Result<ExitCode> {
             println!("{} problems found", report.problems.len());
         }
     }
-    Ok(if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

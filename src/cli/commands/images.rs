@@ -32,8 +32,12 @@ fn load(store: &Store, record: &ImageRecord) -> Result<(Vec<u8>, Manifest, Image
     let config_bytes = store
         .read_blob(&manifest.config.digest)
         .with_context(|| format!("read config of `{}`", record.name))?;
-    let config: ImageConfig = serde_json::from_slice(&config_bytes)
-        .with_context(|| format!("parse config {} of `{}`", manifest.config.digest, record.name))?;
+    let config: ImageConfig = serde_json::from_slice(&config_bytes).with_context(|| {
+        format!(
+            "parse config {} of `{}`",
+            manifest.config.digest, record.name
+        )
+    })?;
     Ok((bytes, manifest, config))
 }
 
@@ -65,7 +69,10 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
             println!("{}", row.id.short());
         }
     } else {
-        println!("{:<50} {:<14} {:<22} {:>10}", "NAME", "IMAGE ID", "CREATED", "SIZE");
+        println!(
+            "{:<50} {:<14} {:<22} {:>10}",
+            "NAME", "IMAGE ID", "CREATED", "SIZE"
+        );
         for row in &rows {
             let created = row.created.as_deref().unwrap_or("-");
             let created = created.get(..19).unwrap_or(created).replace('T', " ");

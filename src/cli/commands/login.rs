@@ -42,7 +42,11 @@ pub fn logout(args: LogoutArgs) -> Result<ExitCode> {
     let removed = credentials::remove_from(&path, &args.registry)
         .with_context(|| format!("remove credentials from `{}`", path.display()))?;
     if !removed {
-        bail!("not logged in to `{}` (no entry in `{}`)", args.registry, path.display());
+        bail!(
+            "not logged in to `{}` (no entry in `{}`)",
+            args.registry,
+            path.display()
+        );
     }
     eprintln!("Removed login credentials for {}", args.registry);
     Ok(ExitCode::SUCCESS)

@@ -19,9 +19,8 @@ use crate::store::{ImageRecord, LockMode, Store};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let root = super::default_root(cli.root);
-    let open = |mode| {
-        Store::open(&root, mode).with_context(|| format!("open store `{}`", root.display()))
-    };
+    let open =
+        |mode| Store::open(&root, mode).with_context(|| format!("open store `{}`", root.display()));
     match cli.command {
         Command::Pull(args) => pull::pull(&open(LockMode::Shared)?, args),
         Command::Images(args) => images::images(&open(LockMode::Shared)?, args),
@@ -51,7 +50,9 @@ fn find_image(store: &Store, input: &str) -> Result<ImageRecord> {
     found.dedup_by(|a, b| a.manifest.digest == b.manifest.digest);
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => bail!("image `{input}` is not in the store (see `builder images`, or `builder pull {input}`)"),
+        0 => bail!(
+            "image `{input}` is not in the store (see `builder images`, or `builder pull {input}`)"
+        ),
         n => bail!("`{input}` matches {n} images; give more of the ID or a full name"),
     }
 }
@@ -149,7 +150,10 @@ fn read_password(prompt: &str) -> Result<String> {
         let _ = err.flush();
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line).context("read password from stdin")?;
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("read password from stdin")?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -167,11 +171,17 @@ mod tests {
             [[registry]]
             location = "quay.io"
         "#;
-        assert_eq!(parse_insecure_registries(v2).unwrap(), vec!["127.0.0.1:5000"]);
+        assert_eq!(
+            parse_insecure_registries(v2).unwrap(),
+            vec!["127.0.0.1:5000"]
+        );
         let v1 = r#"
             [registries.insecure]
             registries = ["reg.local:5000"]
         "#;
-        assert_eq!(parse_insecure_registries(v1).unwrap(), vec!["reg.local:5000"]);
+        assert_eq!(
+            parse_insecure_registries(v1).unwrap(),
+            vec!["reg.local:5000"]
+        );
     }
 }

@@ -18,7 +18,10 @@ pub fn pull(store: &Store, args: PullArgs) -> Result<ExitCode> {
     };
     let client = registry_client(&args.registry)?;
     let reporter = crate::cli::progress::reporter(args.quiet);
-    let options = PullOptions { platform, concurrency: args.jobs };
+    let options = PullOptions {
+        platform,
+        concurrency: args.jobs,
+    };
     let started = std::time::Instant::now();
     let pulled = pull_image(&client, store, &reference, &options, reporter.as_ref())?;
     if !args.quiet {
