@@ -71,13 +71,17 @@ pub fn image_layers(store: &Store, image: &ImageRecord) -> Result<Vec<DiffId>, R
 }
 
 /// The overlay lowerdirs for `layers` (bottom first): topmost first, as
-/// overlayfs wants them.
+/// overlayfs wants them, and never fewer than two (see `Store::empty_dir`).
 pub fn lower_dirs(store: &Store, layers: &[DiffId]) -> Vec<PathBuf> {
-    layers
+    let mut lowers: Vec<PathBuf> = layers
         .iter()
         .rev()
         .map(|id| store.layer_diff_path(id))
-        .collect()
+        .collect();
+    if lowers.len() < 2 {
+        lowers.push(store.empty_dir());
+    }
+    lowers
 }
 
 /// Mounts the image read-only at its mountpoint in the store and returns the
@@ -191,7 +195,7 @@ mod tests {
 
     #[test]
     fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_mountinfo(r"/a\040b\011c\\d"), "/a b\tc\\d");
+        assert_eq!(unescape_mountinfo(r"/a\040b\011c\134d"), "/a b\tc\\d");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 }

@@ -10,6 +10,7 @@
 //! ROOT/builder/layers/<diffid-hex>/{diff/,inventory.json}   unpacked layers, overlay format
 //! ROOT/builder/tmp/<txn>/                                   in-flight writes, each flocked by its owner
 //! ROOT/builder/mounts/<manifest-hex>/                       `builder mount` records and mountpoints
+//! ROOT/builder/empty/                                       an empty lowerdir for one-layer images
 //! ```
 //!
 //! Invariants:
@@ -71,6 +72,7 @@ impl Store {
             builder_dir.join("layers"),
             builder_dir.join("tmp"),
             builder_dir.join("mounts"),
+            builder_dir.join("empty"),
         ] {
             fs::create_dir_all(&dir).map_err(|e| StoreError::io("create directory", &dir, e))?;
         }
@@ -145,6 +147,14 @@ impl Store {
     /// The overlay lowerdir of an unpacked layer.
     pub fn layer_diff_path(&self, diff_id: &DiffId) -> PathBuf {
         self.layer_path(diff_id).join("diff")
+    }
+
+    /// An always-empty directory. overlayfs refuses a read-only mount with a
+    /// single lowerdir, so a one-layer image is mounted over this as a
+    /// second, bottom lower (a bind mount would show the layer's whiteout
+    /// devices instead of hiding them).
+    pub fn empty_dir(&self) -> PathBuf {
+        self.builder_dir().join("empty")
     }
 
     /// Whether the layer is unpacked and committed (no incomplete marker).
