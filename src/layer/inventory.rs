@@ -522,10 +522,7 @@ pub fn scan(dir: &Path) -> Result<Inventory, LayerError> {
             .as_os_str()
             .as_bytes()
             .to_vec();
-        let rdev = (
-            rustix::fs::major(md.rdev()),
-            rustix::fs::minor(md.rdev()),
-        );
+        let rdev = (rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev()));
         let kind = kind_of(md.file_type(), rdev);
         let mut entry = Entry {
             path: ByteStr::default(),
@@ -625,9 +622,15 @@ mod tests {
             .iter()
             .map(|m| m.to_string())
             .collect();
-        assert!(diffs.iter().any(|d| d.starts_with("`a`: content hash is")), "{diffs:?}");
+        assert!(
+            diffs.iter().any(|d| d.starts_with("`a`: content hash is")),
+            "{diffs:?}"
+        );
         assert!(diffs.contains(&"`b`: missing".to_string()), "{diffs:?}");
-        assert!(diffs.contains(&"`c`: not in the inventory".to_string()), "{diffs:?}");
+        assert!(
+            diffs.contains(&"`c`: not in the inventory".to_string()),
+            "{diffs:?}"
+        );
     }
 
     #[test]

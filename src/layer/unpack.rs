@@ -236,7 +236,11 @@ impl<'o> Unpacker<'o> {
         })
     }
 
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, name: &str) -> Result<(), LayerError> {
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+    ) -> Result<(), LayerError> {
         let reject = |reason| LayerError::Rejected {
             entry: name.to_string(),
             reason,
@@ -245,8 +249,14 @@ impl<'o> Unpacker<'o> {
             entry: name.to_string(),
             source,
         };
-        let path = normalize(&entry.path_bytes()).map_err(reject)?;
-        let etype = entry.header().entry_type();
+        let raw = entry.path_bytes();
+        let path = normalize(&raw).map_err(reject)?;
+        let mut etype = entry.header().entry_type();
+        if etype == EntryType::Regular && raw.ends_with(b"/") {
+            // Pre-POSIX archives mark directories only by a trailing slash.
+            etype = EntryType::Directory;
+        }
+        drop(raw);
         let meta = read_meta(entry, name).map_err(io_err)?;
 
         if path.is_empty() {
@@ -355,10 +365,11 @@ impl<'o> Unpacker<'o> {
         }
         let (fd, real) = match sysfs::open_dir_beneath(self.root.as_fd(), p(literal)) {
             Ok(fd) => (fd, literal.to_vec()),
-            Err(e) if matches!(
-                sysfs::errno(&e),
-                Some(Errno::NOENT | Errno::LOOP | Errno::NOTDIR)
-            ) =>
+            Err(e)
+                if matches!(
+                    sysfs::errno(&e),
+                    Some(Errno::NOENT | Errno::LOOP | Errno::NOTDIR)
+                ) =>
             {
                 self.resolve_slow(literal, follow, name)?
             }
@@ -567,8 +578,9 @@ impl<'o> Unpacker<'o> {
                 Err(e) => return Err(e),
             };
             hasher.update(&self.buf[..n]);
-            file.write_all(&self.buf[..n])
-                .map_err(|e| io::Error::new(e.kind(), format!("write `{}`: {e}", p(name).display())))?;
+            file.write_all(&self.buf[..n]).map_err(|e| {
+                io::Error::new(e.kind(), format!("write `{}`: {e}", p(name).display()))
+            })?;
             size += n as u64;
         }
         if size != expected_size {

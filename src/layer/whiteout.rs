@@ -131,7 +131,10 @@ mod tests {
         assert!(is_overlay_xattr(b"user.overlay.redirect"));
         assert!(!is_overlay_xattr(b"security.capability"));
         assert!(!is_overlay_xattr(b"user.overlayish"));
-        assert_eq!(OverlayXattr::default().opaque_name(), b"trusted.overlay.opaque");
+        assert_eq!(
+            OverlayXattr::default().opaque_name(),
+            b"trusted.overlay.opaque"
+        );
         assert_eq!(OverlayXattr::User.opaque_name(), b"user.overlay.opaque");
     }
 }

@@ -15,9 +15,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 pub use rustix::fs::{FileType, Stat};
 pub use rustix::io::Errno;
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 
 /// The error of one syscall: which call, on which path, and the OS error.
 #[derive(Debug)]
@@ -94,7 +94,9 @@ pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd
         match rustix::fs::openat2(
             root,
             path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            // No O_NOFOLLOW: it would turn a final symlink into ENOTDIR,
+            // while RESOLVE_NO_SYMLINKS reports every symlink as ELOOP.
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         ) {
@@ -336,8 +338,8 @@ fn err_xattr(call: &'static str, path: &Path, name: &[u8], e: Errno) -> io::Erro
 
 /// Every xattr (name, value) of an open file, sorted by name.
 pub fn fxattrs(fd: BorrowedFd<'_>, what: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let names = grow(|buf| rustix::fs::flistxattr(fd, buf))
-        .map_err(|e| err("flistxattr", what, e))?;
+    let names =
+        grow(|buf| rustix::fs::flistxattr(fd, buf)).map_err(|e| err("flistxattr", what, e))?;
     let mut out = Vec::new();
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let value = grow(|buf| rustix::fs::fgetxattr(fd, name, buf))
@@ -365,7 +367,9 @@ pub fn lxattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 
 /// Calls an xattr getter with a growing buffer until the value fits
 /// (`ERANGE` means the buffer was too small; values can grow between calls).
-fn grow(mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {
+fn grow(
+    mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     loop {
         match call(&mut buf) {
@@ -430,12 +434,18 @@ mod tests {
         fsetxattr(f.as_fd(), b"user.a", b"1", Path::new("f")).unwrap();
         assert_eq!(
             fxattrs(f.as_fd(), Path::new("f")).unwrap(),
-            vec![(b"user.a".to_vec(), b"1".to_vec()), (b"user.b".to_vec(), b"2".to_vec())]
+            vec![
+                (b"user.a".to_vec(), b"1".to_vec()),
+                (b"user.b".to_vec(), b"2".to_vec())
+            ]
         );
         symlinkat(Path::new("/nowhere"), root.as_fd(), Path::new("s")).unwrap();
         let p = proc_path(root.as_fd(), Path::new("s"));
         lsetxattr(&p, b"trusted.t", b"v").unwrap();
-        assert_eq!(lxattrs(&p).unwrap(), vec![(b"trusted.t".to_vec(), b"v".to_vec())]);
+        assert_eq!(
+            lxattrs(&p).unwrap(),
+            vec![(b"trusted.t".to_vec(), b"v".to_vec())]
+        );
         // The target was never created by following the link.
         assert!(!Path::new("/nowhere").exists());
     }
