@@ -718,8 +718,9 @@ impl<'o> Unpacker<'o> {
         };
         let shown = lossy(target_raw);
         let target = match normalize(target_raw) {
-            Ok(t) if !t.is_empty() => t,
-            _ => return Err(reject(Reject::LinkOutside(shown))),
+            Ok(t) if t.is_empty() => return Err(reject(Reject::LinkToDir(shown))),
+            Ok(t) => t,
+            Err(_) => return Err(reject(Reject::LinkOutside(shown))),
         };
         let real = dir.child(name);
         if target == real {

@@ -936,6 +936,7 @@ fn compressed_layers_unpack_through_the_decoder() {
         let mut r = crate::layer::decoder(c, &data[..]).unwrap();
         let u = unpack(&mut r, tmp.path(), &UnpackOptions::default()).unwrap();
         assert_eq!(u.bytes, 100_000, "{c:?}");
+        assert_inventory_matches(&u, tmp.path());
         assert_eq!(
             std::fs::read(tmp.path().join("x/y")).unwrap(),
             vec![1u8; 100_000]
