@@ -2,7 +2,11 @@
 //! an empty directory and prints how long it took: a quick way to measure
 //! the unpacker against `tar -xf` on the same input.
 //!
-//! `cargo run --example unpack_layer -- LAYER.tar[.gz|.zst] EMPTY_DIR`
+//! `cargo run --example unpack_layer -- LAYER.tar[.gz|.zst] EMPTY_DIR [OTHER_DIR]`
+//!
+//! With `OTHER_DIR` (say, the same tar extracted by GNU tar), the inventory
+//! of the unpack is compared with a scan of that directory and every
+//! difference is printed.
 
 use std::io::{BufRead, BufReader};
 use std::time::Instant;
@@ -12,8 +16,10 @@ use builder::oci::Compression;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, input, target] = &args[..] else {
-        anyhow::bail!("usage: unpack_layer LAYER.tar[.gz|.zst] EMPTY_DIR");
+    let (input, target, other) = match &args[..] {
+        [_, input, target] => (input, target, None),
+        [_, input, target, other] => (input, target, Some(other)),
+        _ => anyhow::bail!("usage: unpack_layer LAYER.tar[.gz|.zst] EMPTY_DIR [OTHER_DIR]"),
     };
     let mut file = BufReader::with_capacity(1 << 20, std::fs::File::open(input)?);
     let magic = file.fill_buf()?;
@@ -35,5 +41,13 @@ fn main() -> anyhow::Result<()> {
         unpacked.bytes,
         unpacked.entries as f64 / secs
     );
+    if let Some(other) = other {
+        let scanned = layer::scan(other.as_ref())?;
+        let diffs = layer::compare(&unpacked.inventory, &scanned);
+        for d in &diffs {
+            println!("{d}");
+        }
+        println!("{} differences against {other}", diffs.len());
+    }
     Ok(())
 }

@@ -836,7 +836,9 @@ impl<'o> Unpacker<'o> {
 
     fn finish(mut self) -> Result<Unpacked, LayerError> {
         self.cache.clear();
-        for (path, fix) in &self.fixups {
+        // Children before parents, so a parent made unsearchable (0o000,
+        // unprivileged unpack) does not block its children's fix-ups.
+        for (path, fix) in self.fixups.iter().rev() {
             let finish_err = |source| LayerError::Finish {
                 path: ByteStr(path.clone()).to_string(),
                 source,
