@@ -1,7 +1,7 @@
 //! Layers as tar streams and as directories. This module owns the
 //! conversion between a layer's (decompressed) tar and a directory in
 //! overlayfs format, which the store uses directly as an overlay lowerdir:
-//! unpacking ([`unpack`]), whiteout conversion ([`whiteout`]), decompression
+//! unpacking ([`unpack()`]), whiteout conversion ([`whiteout`]), decompression
 //! ([`compression`]), and the [`inventory`] that records an unpacked
 //! directory so it can be verified later.
 //!
@@ -11,7 +11,7 @@
 //! Invariants:
 //! - Nothing is ever written outside the target directory, whatever the tar
 //!   says (absolute names, `..`, symlinks planted earlier in the same tar,
-//!   hard links pointing out). See [`unpack`] for how, and its hostile-archive
+//!   hard links pointing out). See [`mod@unpack`] for how, and its hostile-archive
 //!   tests.
 //! - Overlay xattrs (`trusted.overlay.*`, `user.overlay.*`) are never taken
 //!   from a tar; only whiteout entries produce overlay whiteouts and opaque

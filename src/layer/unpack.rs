@@ -249,8 +249,14 @@ impl<'o> Unpacker<'o> {
             entry: name.to_string(),
             source,
         };
-        let path = normalize(&entry.path_bytes()).map_err(reject)?;
-        let etype = entry.header().entry_type();
+        let raw = entry.path_bytes();
+        let path = normalize(&raw).map_err(reject)?;
+        let mut etype = entry.header().entry_type();
+        if etype == EntryType::Regular && raw.ends_with(b"/") {
+            // Pre-POSIX archives mark directories only by a trailing slash.
+            etype = EntryType::Directory;
+        }
+        drop(raw);
         let meta = read_meta(entry, name).map_err(io_err)?;
 
         if path.is_empty() {
@@ -712,8 +718,9 @@ impl<'o> Unpacker<'o> {
         };
         let shown = lossy(target_raw);
         let target = match normalize(target_raw) {
-            Ok(t) if !t.is_empty() => t,
-            _ => return Err(reject(Reject::LinkOutside(shown))),
+            Ok(t) if t.is_empty() => return Err(reject(Reject::LinkToDir(shown))),
+            Ok(t) => t,
+            Err(_) => return Err(reject(Reject::LinkOutside(shown))),
         };
         let real = dir.child(name);
         if target == real {
@@ -829,7 +836,9 @@ impl<'o> Unpacker<'o> {
 
     fn finish(mut self) -> Result<Unpacked, LayerError> {
         self.cache.clear();
-        for (path, fix) in &self.fixups {
+        // Children before parents, so a parent made unsearchable (0o000,
+        // unprivileged unpack) does not block its children's fix-ups.
+        for (path, fix) in self.fixups.iter().rev() {
             let finish_err = |source| LayerError::Finish {
                 path: ByteStr(path.clone()).to_string(),
                 source,

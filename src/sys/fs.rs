@@ -94,7 +94,9 @@ pub fn open_dir_beneath(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd
         match rustix::fs::openat2(
             root,
             path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            // No O_NOFOLLOW: it would turn a final symlink into ENOTDIR,
+            // while RESOLVE_NO_SYMLINKS reports every symlink as ELOOP.
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         ) {

@@ -668,6 +668,17 @@ fn later_entries_replace_earlier_ones() {
 }
 
 #[test]
+fn old_style_directory_by_trailing_slash() {
+    let out = unpack_ok(
+        Tar::new()
+            .file_h("olddir/", b"", H::default().mode(0o711))
+            .file("olddir/f", b"x"),
+    );
+    assert!(out.md("olddir").is_dir());
+    assert_eq!(out.md("olddir").mode() & 0o7777, 0o711);
+}
+
+#[test]
 fn implicit_parents_are_created() {
     let out = unpack_ok(Tar::new().file("a/b/c/file", b"x").file("a/other", b"y"));
     for d in ["a", "a/b", "a/b/c"] {
@@ -815,7 +826,7 @@ fn malformed_entries_are_rejected_by_name() {
         "{e}"
     );
 
-    let e = unpack_err(Tar::new().file("./", b""));
+    let e = unpack_err(Tar::new().symlink("./", "elsewhere"));
     assert!(
         matches!(
             e,
@@ -925,6 +936,7 @@ fn compressed_layers_unpack_through_the_decoder() {
         let mut r = crate::layer::decoder(c, &data[..]).unwrap();
         let u = unpack(&mut r, tmp.path(), &UnpackOptions::default()).unwrap();
         assert_eq!(u.bytes, 100_000, "{c:?}");
+        assert_inventory_matches(&u, tmp.path());
         assert_eq!(
             std::fs::read(tmp.path().join("x/y")).unwrap(),
             vec![1u8; 100_000]
@@ -947,8 +959,9 @@ fn normalize_rules() {
 
 /// What a hostile archive must lead to.
 enum Expect {
-    /// Unpack fails, and the error names this entry.
-    Rejected(&'static str),
+    /// Unpack fails with this [`Reject`] variant (by name), and the error
+    /// names this entry.
+    Rejected(&'static str, &'static str),
     /// Unpack succeeds (confinement), and this path inside the layer holds
     /// these bytes.
     Confined(String, &'static [u8]),
@@ -977,7 +990,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.file("../sentinel", b"pwned");
                 t
             },
-            expect: |_| Expect::Rejected("../sentinel"),
+            expect: |_| Expect::Rejected("../sentinel", "DotDot"),
         },
         Hostile {
             name: "dotdot in the middle of a name",
@@ -986,7 +999,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.dir("a/").file("a/../../sentinel", b"pwned");
                 t
             },
-            expect: |_| Expect::Rejected("a/../../sentinel"),
+            expect: |_| Expect::Rejected("a/../../sentinel", "DotDot"),
         },
         Hostile {
             name: "absolute name",
@@ -995,7 +1008,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.file(&format!("{outer}/sentinel"), b"pwned");
                 t
             },
-            expect: |_| Expect::Rejected("<abs>/sentinel"),
+            expect: |_| Expect::Rejected("<abs>/sentinel", "Absolute"),
         },
         Hostile {
             name: "GNU long name with dotdot",
@@ -1005,7 +1018,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.file(&name, b"pwned");
                 t
             },
-            expect: |_| Expect::Rejected("<long>"),
+            expect: |_| Expect::Rejected("<long>", "DotDot"),
         },
         Hostile {
             name: "PAX path with dotdot",
@@ -1015,7 +1028,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.file(&name, b"pwned");
                 t
             },
-            expect: |_| Expect::Rejected("<long>"),
+            expect: |_| Expect::Rejected("<long>", "DotDot"),
         },
         Hostile {
             name: "symlink up and out, then write through it",
@@ -1077,7 +1090,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.symlink("a", "b").symlink("b", "a").file("a/f", b"x");
                 t
             },
-            expect: |_| Expect::Rejected("a/f"),
+            expect: |_| Expect::Rejected("a/f", "SymlinkLoop"),
         },
         Hostile {
             name: "dir replaced by a symlink mid-archive, then written through",
@@ -1135,7 +1148,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.hardlink("h", "../sentinel");
                 t
             },
-            expect: |_| Expect::Rejected("h"),
+            expect: |_| Expect::Rejected("h", "LinkOutside"),
         },
         Hostile {
             name: "hard link to an absolute path",
@@ -1144,7 +1157,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.hardlink("h", &format!("{outer}/sentinel"));
                 t
             },
-            expect: |_| Expect::Rejected("h"),
+            expect: |_| Expect::Rejected("h", "LinkOutside"),
         },
         Hostile {
             name: "hard link through a symlink",
@@ -1153,7 +1166,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.symlink("s", outer).hardlink("h", "s/sentinel");
                 t
             },
-            expect: |_| Expect::Rejected("h"),
+            expect: |_| Expect::Rejected("h", "LinkThroughSymlink"),
         },
         Hostile {
             name: "hard link through a relative symlink to the parent",
@@ -1162,7 +1175,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.symlink("s", "..").hardlink("h", "s/sentinel");
                 t
             },
-            expect: |_| Expect::Rejected("h"),
+            expect: |_| Expect::Rejected("h", "LinkThroughSymlink"),
         },
         Hostile {
             name: "hard link with a GNU long link name leaving the layer",
@@ -1172,7 +1185,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.hardlink("h", &target);
                 t
             },
-            expect: |_| Expect::Rejected("h"),
+            expect: |_| Expect::Rejected("h", "LinkOutside"),
         },
         Hostile {
             name: "hard link with a PAX linkpath leaving the layer",
@@ -1182,7 +1195,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.hardlink("h", &target);
                 t
             },
-            expect: |_| Expect::Rejected("h"),
+            expect: |_| Expect::Rejected("h", "LinkOutside"),
         },
         Hostile {
             name: "hard link to a file outside, then write to the link",
@@ -1191,7 +1204,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.hardlink("h", "../sentinel").file("h", b"pwned");
                 t
             },
-            expect: |_| Expect::Rejected("h"),
+            expect: |_| Expect::Rejected("h", "LinkOutside"),
         },
         Hostile {
             name: "whiteout of dotdot",
@@ -1200,7 +1213,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.dir("a/").file("a/.wh...", b"");
                 t
             },
-            expect: |_| Expect::Rejected("a/.wh..."),
+            expect: |_| Expect::Rejected("a/.wh...", "BadWhiteout"),
         },
         Hostile {
             name: "whiteout of dot",
@@ -1209,7 +1222,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.file(".wh..", b"");
                 t
             },
-            expect: |_| Expect::Rejected(".wh.."),
+            expect: |_| Expect::Rejected(".wh..", "BadWhiteout"),
         },
         Hostile {
             name: "whiteout through an absolute symlink",
@@ -1218,7 +1231,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.symlink("s", outer).file("s/.wh.sentinel", b"");
                 t
             },
-            expect: |_| Expect::Rejected("s/.wh.sentinel"),
+            expect: |_| Expect::Rejected("s/.wh.sentinel", "ThroughSymlink"),
         },
         Hostile {
             name: "whiteout through a relative symlink to the parent",
@@ -1227,7 +1240,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.symlink("s", "..").file("s/.wh.sentinel", b"");
                 t
             },
-            expect: |_| Expect::Rejected("s/.wh.sentinel"),
+            expect: |_| Expect::Rejected("s/.wh.sentinel", "ThroughSymlink"),
         },
         Hostile {
             name: "opaque marker through a symlink",
@@ -1237,7 +1250,7 @@ fn hostile_table() -> Vec<Hostile> {
                     .file("s/.wh..wh..opq", b"");
                 t
             },
-            expect: |_| Expect::Rejected("s/.wh..wh..opq"),
+            expect: |_| Expect::Rejected("s/.wh..wh..opq", "ThroughSymlink"),
         },
         Hostile {
             name: "whiteout through a dir replaced by a symlink",
@@ -1246,7 +1259,7 @@ fn hostile_table() -> Vec<Hostile> {
                 t.dir("d/").symlink("d", outer).file("d/.wh.sentinel", b"");
                 t
             },
-            expect: |_| Expect::Rejected("d/.wh.sentinel"),
+            expect: |_| Expect::Rejected("d/.wh.sentinel", "ThroughSymlink"),
         },
         Hostile {
             name: "symlink named like a parent of later entries, through a long name",
@@ -1262,8 +1275,9 @@ fn hostile_table() -> Vec<Hostile> {
     ]
 }
 
-/// Lists everything below `dir` except `skip`, with type, mode, size and a
-/// content hash for files, so any write outside the layer shows up.
+/// Lists everything below `dir` except `skip`, with mode, owner, size,
+/// mtime, xattrs and a content hash or link target, so any write outside
+/// the layer shows up.
 fn listing(dir: &Path, skip: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in walkdir::WalkDir::new(dir)
@@ -1283,8 +1297,9 @@ fn listing(dir: &Path, skip: &Path) -> Vec<String> {
         } else {
             String::new()
         };
+        let xattrs = sysfs::lxattrs(e.path()).unwrap();
         out.push(format!(
-            "{} {:o} {} {} {} {content}",
+            "{} {:o} {} {} {} {content} {xattrs:?}",
             e.path().display(),
             md.mode(),
             md.uid(),
@@ -1319,8 +1334,16 @@ fn hostile_archives_never_escape() {
             ));
         }
         match ((case.expect)(&outer), result) {
-            (Expect::Rejected(entry), Err(e)) => {
+            (Expect::Rejected(entry, reason), Err(e)) => {
                 let named = e.entry().unwrap_or("");
+                let reason_ok = matches!(&e, LayerError::Rejected { reason: r, .. }
+                    if format!("{r:?}").split('(').next() == Some(reason));
+                if !reason_ok {
+                    failures.push(format!(
+                        "{}: expected reason {reason}, got: {e:?}",
+                        case.name
+                    ));
+                }
                 let ok = match entry {
                     "<abs>/sentinel" => named == format!("{outer}/sentinel"),
                     "<long>" => named.ends_with("sentinel") && named.len() > 100,
@@ -1340,7 +1363,7 @@ fn hostile_archives_never_escape() {
                     ));
                 }
             }
-            (Expect::Rejected(entry), Ok(_)) => failures.push(format!(
+            (Expect::Rejected(entry, _), Ok(_)) => failures.push(format!(
                 "{}: expected rejection of `{entry}`, but unpacked",
                 case.name
             )),
@@ -1353,7 +1376,10 @@ fn hostile_archives_never_escape() {
                     )),
                 }
                 let scanned = scan(&layer).unwrap();
-                let diffs = compare(&u.inventory, &scanned);
+                let diffs: Vec<String> = compare(&u.inventory, &scanned)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
                 if !diffs.is_empty() {
                     failures.push(format!("{}: inventory differs: {diffs:?}", case.name));
                 }
