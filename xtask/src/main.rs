@@ -9,6 +9,9 @@
 //! - `ci`            `lint`, then the same as `test` (`.ci/run` runs `lint` and `test`)
 //! - `demo`          end to end, offline: a local docker-registry seeded with the busybox
 //!   fixture, `builder pull` it, `images`, `inspect`, `check`
+//! - `bench pull [--runs N]`  median of N (default 5) cold pulls of busybox and the large
+//!   fixture: builder (release build) vs `skopeo copy` vs `podman pull`, stores on tmpfs;
+//!   writes BENCHMARKS.md
 //! - `fixtures`      build (or find cached) the fixture images and print their directory
 //! - `packages`      only install missing Debian packages
 
@@ -61,12 +64,15 @@ fn main() -> ExitCode {
             .and_then(|()| ensure_packages())
             .and_then(|()| test(&[])),
         "demo" => ensure_packages().and_then(|()| demo()),
+        "bench" => ensure_packages().and_then(|()| bench(rest)),
         "fixtures" => {
             ensure_packages().and_then(|()| fixtures().map(|d| println!("{}", d.display())))
         }
         "packages" => ensure_packages(),
         "help" | "-h" | "--help" => {
-            println!("usage: cargo xtask <test [ARGS…] | lint | ci | demo | fixtures | packages>");
+            println!(
+                "usage: cargo xtask <test [ARGS…] | lint | ci | demo | bench pull [--runs N] | fixtures | packages>"
+            );
             Ok(())
         }
         other => Err(format!("unknown command `{other}`; try `cargo xtask help`")),
@@ -350,4 +356,313 @@ fn demo() -> Result {
         "\ndemo finished: busybox pulled from a local registry, listed, inspected and checked"
     );
     Ok(())
+}
+
+// ------------------------------------------------------------------ bench
+
+/// One benchmarked image.
+struct BenchImage {
+    label: &'static str,
+    fixture: &'static str,
+    description: String,
+}
+
+/// `cargo xtask bench pull [--runs N]`.
+fn bench(args: &[String]) -> Result {
+    let mut runs = 5usize;
+    let mut rest = args.iter();
+    match rest.next().map(String::as_str) {
+        Some("pull") => {}
+        other => {
+            return Err(format!(
+                "usage: cargo xtask bench pull [--runs N] (got {other:?})"
+            ));
+        }
+    }
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--runs" => {
+                runs = rest
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("--runs needs a positive number")?;
+            }
+            other => return Err(format!("unknown bench option `{other}`")),
+        }
+    }
+    let fixtures = fixtures()?;
+    // BUILDER_BENCH_BIN skips the release build (to try the bench itself).
+    let builder = match env::var_os("BUILDER_BENCH_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => {
+            let mut build = cargo();
+            build.args(["build", "--release", "--bin", "builder"]);
+            run(build)?;
+            target_dir().join("release/builder")
+        }
+    };
+
+    let images = [
+        BenchImage {
+            label: "busybox",
+            fixture: "busybox",
+            description: describe_fixture(&fixtures, "busybox")?,
+        },
+        BenchImage {
+            label: "large",
+            fixture: "large",
+            description: describe_fixture(&fixtures, "large")?,
+        },
+    ];
+
+    // Every store, and the registry's storage, on tmpfs: the disk here is
+    // ext4 without a journal and would measure the disk, not the tools.
+    let scratch = PathBuf::from(format!("/dev/shm/builder-bench-{}", std::process::id()));
+    fs::create_dir_all(scratch.join("registry"))
+        .map_err(|e| format!("create {}: {e}", scratch.display()))?;
+    let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let result = (|| -> Result<Vec<(String, [f64; 3])>> {
+        let registry = start_registry(&scratch.join("registry"))?;
+        let mut medians = Vec::new();
+        for image in &images {
+            let reference = format!("{}/bench/{}:latest", registry.addr, image.fixture);
+            let mut push = Command::new("skopeo");
+            push.args(["copy", "--quiet", "--dest-tls-verify=false"])
+                .arg(format!(
+                    "oci:{}:latest",
+                    fixtures.join(image.fixture).display()
+                ))
+                .arg(format!("docker://{reference}"));
+            run(push)?;
+            let b = scratch.join("builder-store");
+            let s = scratch.join("skopeo-layout");
+            let (pr, prr) = (scratch.join("podman-root"), scratch.join("podman-runroot"));
+            let podman = format!(
+                "podman --root {} --runroot {} --storage-driver overlay",
+                pr.display(),
+                prr.display()
+            );
+            let csv = scratch.join(format!("{}.csv", image.label));
+            let mut h = Command::new("hyperfine");
+            h.arg("--runs")
+                .arg(runs.to_string())
+                .args(["--style", "basic", "--export-csv"])
+                .arg(&csv)
+                .arg("--prepare")
+                .arg(format!("rm -rf {}", b.display()))
+                .arg("--prepare")
+                .arg(format!("rm -rf {}", s.display()))
+                .arg("--prepare")
+                .arg(format!(
+                    "{podman} rmi -af >/dev/null 2>&1; umount -R -l {pr} 2>/dev/null; rm -rf {pr} {prr}",
+                    pr = pr.display(),
+                    prr = prr.display()
+                ))
+                .args(["-n", "builder pull"])
+                .arg(format!(
+                    "{} --root {} pull -q --tls-verify=false {reference}",
+                    builder.display(),
+                    b.display()
+                ))
+                .args(["-n", "skopeo copy"])
+                .arg(format!("skopeo copy --quiet --src-tls-verify=false docker://{reference} oci:{}:latest", s.display()))
+                .args(["-n", "podman pull"])
+                .arg(format!("{podman} pull -q --tls-verify=false {reference}"))
+                .env("BUILDER_NO_PROGRESS", "1");
+            run(h)?;
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "{podman} rmi -af >/dev/null 2>&1; umount -R -l {} 2>/dev/null",
+                    pr.display()
+                ))
+                .status();
+            medians.push((image.label.to_string(), read_medians(&csv)?));
+        }
+        drop(registry);
+        Ok(medians)
+    })();
+    let load_after = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let _ = fs::remove_dir_all(&scratch);
+    let medians = result?;
+
+    let report = bench_report(&images, &medians, runs, &load_before, &load_after);
+    println!("\n{report}");
+    if runs < 5 {
+        println!("(fewer than 5 runs: BENCHMARKS.md not written)");
+    } else {
+        let path = root().join("BENCHMARKS.md");
+        fs::write(&path, report).map_err(|e| format!("write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Medians (seconds) of builder, skopeo, podman from a hyperfine CSV
+/// (`command,mean,stddev,median,user,system,min,max`).
+fn read_medians(csv: &Path) -> Result<[f64; 3]> {
+    let text = fs::read_to_string(csv).map_err(|e| format!("read {}: {e}", csv.display()))?;
+    let mut out = [f64::NAN; 3];
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        let median: f64 = cols
+            .get(3)
+            .and_then(|m| m.parse().ok())
+            .ok_or(format!("bad hyperfine CSV line {line:?}"))?;
+        let slot = match cols[0] {
+            "builder pull" => 0,
+            "skopeo copy" => 1,
+            "podman pull" => 2,
+            other => return Err(format!("unexpected command {other:?} in {}", csv.display())),
+        };
+        out[slot] = median;
+    }
+    Ok(out)
+}
+
+/// "N layers, X MB compressed, Y files" for a fixture, read with jq and tar.
+fn describe_fixture(fixtures: &Path, name: &str) -> Result<String> {
+    let layout = fixtures.join(name);
+    let mut jq = Command::new("jq");
+    jq.args(["-r", r#".manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="latest") | .digest"#])
+        .arg(layout.join("index.json"));
+    let manifest = capture(jq)?
+        .trim()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let mut jq = Command::new("jq");
+    jq.args(["-r", ".layers[] | \"\\(.digest) \\(.size)\""])
+        .arg(layout.join("blobs/sha256").join(&manifest));
+    let layers = capture(jq)?;
+    let (mut bytes, mut files, mut count) = (0u64, 0usize, 0usize);
+    for line in layers.lines() {
+        let (digest, size) = line.split_once(' ').ok_or("bad jq output")?;
+        bytes += size.parse::<u64>().map_err(|e| e.to_string())?;
+        count += 1;
+        let mut tar = Command::new("tar");
+        tar.arg("-tzf").arg(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        );
+        files += capture(tar)?.lines().filter(|l| !l.ends_with('/')).count();
+    }
+    Ok(format!(
+        "{count} layer(s), {:.1} MB compressed, {files} files",
+        bytes as f64 / 1e6
+    ))
+}
+
+fn tool_version(cmd: &str, arg: &str) -> String {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn bench_report(
+    images: &[BenchImage],
+    medians: &[(String, [f64; 3])],
+    runs: usize,
+    load_before: &str,
+    load_after: &str,
+) -> String {
+    let ms = |s: f64| format!("{:.0} ms", s * 1000.0);
+    let mut r = String::new();
+    r += "# Benchmarks: `builder pull`\n\n";
+    r += &format!(
+        "Written by `cargo xtask bench pull`. Each time is the median of {runs} cold runs \
+         (hyperfine; every run starts from an empty store). All three tools pull from the same \
+         local docker-registry (127.0.0.1, plain HTTP, storage on tmpfs), and every store is on \
+         tmpfs (`/dev/shm`).\n\n"
+    );
+    r += "- `builder pull`: download, verify both digests, unpack every layer (ready to mount and run).\n";
+    r += "- `skopeo copy docker://… oci:DIR`: download and verify only (no unpacking).\n";
+    r += "- `podman pull` (overlay driver, empty store): download, verify, unpack.\n\n";
+    r += "| image | builder pull | skopeo copy | podman pull | builder / skopeo | builder / podman |\n";
+    r += "| --- | ---: | ---: | ---: | ---: | ---: |\n";
+    for (label, m) in medians {
+        let desc = images
+            .iter()
+            .find(|i| i.label == label)
+            .map(|i| i.description.as_str())
+            .unwrap_or("");
+        r += &format!(
+            "| {label} ({desc}) | {} | {} | {} | {:.2}× | {:.2}× |\n",
+            ms(m[0]),
+            ms(m[1]),
+            ms(m[2]),
+            m[0] / m[1],
+            m[0] / m[2]
+        );
+    }
+    r += "\nTargets (issue 2): busybox no slower than skopeo copy (≤ 1.00×); the large image ≤ 3× skopeo copy and ≤ 0.25× podman pull.\n";
+    for (label, m) in medians {
+        let verdict = match label.as_str() {
+            "busybox" => format!(
+                "busybox ≤ 1.00× skopeo: {}",
+                if m[0] <= m[1] { "met" } else { "NOT met" }
+            ),
+            _ => format!(
+                "{label} ≤ 3× skopeo: {}; ≤ 0.25× podman: {}",
+                if m[0] <= 3.0 * m[1] { "met" } else { "NOT met" },
+                if m[0] <= 0.25 * m[2] {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            ),
+        };
+        r += &format!("- {verdict}\n");
+    }
+    let mem = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let commit = {
+        let mut git = Command::new("git");
+        git.args(["rev-parse", "--short", "HEAD"])
+            .current_dir(root());
+        capture(git)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    r += "\n## Machine state\n\n";
+    r += &format!("- date: {}\n", tool_version("date", "-u"));
+    r += &format!("- commit: {commit}\n");
+    r += &format!("- kernel: {}\n", tool_version("uname", "-r"));
+    r += &format!(
+        "- CPUs: {cpus}; memory: {} MB\n",
+        mem.parse::<u64>().map(|k| k / 1024).unwrap_or(0)
+    );
+    r += &format!(
+        "- load average before / after: {} / {}\n",
+        load_before.trim(),
+        load_after.trim()
+    );
+    r += "- filesystem: tmpfs for every store and for the registry\n";
+    r += &format!(
+        "- tools: {}; {}; {}; {}\n",
+        tool_version("skopeo", "--version"),
+        tool_version("podman", "--version"),
+        tool_version("docker-registry", "--version"),
+        tool_version("hyperfine", "--version")
+    );
+    r
 }
