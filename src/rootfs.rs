@@ -3,7 +3,7 @@
 //! mount` does), and — in the container runtime issue — the base of every
 //! container's writable rootfs.
 //!
-//! The layers are the store's `builder/layers/<diffid>/diff` directories,
+//! The layers are the store's `layers/<diffid>/diff` directories,
 //! already in overlayfs format, so nothing is copied: the mount is the
 //! assembly.
 

@@ -117,26 +117,62 @@ pub fn unpack<R: Read>(
     opts: &UnpackOptions,
 ) -> Result<Unpacked, LayerError> {
     let mut u = Unpacker::new(target, opts)?;
-    let mut buffered = BufReader::with_capacity(READ_BUFFER, reader);
+    let consumed = std::cell::Cell::new(0u64);
+    let counted = CountingReader {
+        inner: reader,
+        count: &consumed,
+    };
+    let mut buffered = BufReader::with_capacity(READ_BUFFER, counted);
     let mut archive = tar::Archive::new(&mut buffered);
     let mut last: Option<String> = None;
+    // Where the previous entry's data ended in the stream.
+    let mut last_data_end = 0u64;
     let read_err = |last: &Option<String>, source| LayerError::Read {
         after: last.clone(),
         source,
     };
     for entry in archive.entries().map_err(|e| read_err(&last, e))? {
-        let mut entry = entry.map_err(|e| read_err(&last, e))?;
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            // `umoci insert` (0.4) writes layers that stop right after the
+            // last file's data: no padding, no end-of-archive blocks. Go's
+            // tar reader and umoci accept them, so images built that way
+            // exist. Accept exactly that case — the stream ended where the
+            // last entry's data ended — and nothing looser: a stream cut
+            // inside data or a header is still an error.
+            Err(e) if last.is_some() && consumed.get() == last_data_end => {
+                tracing::debug!(after = ?last, error = %e, "layer tar ends without padding or end-of-archive blocks");
+                break;
+            }
+            Err(e) => return Err(read_err(&last, e)),
+        };
         if entry.header().entry_type() == EntryType::XGlobalHeader {
             // Global PAX headers carry defaults (often just a comment) that
             // layer writers do not use for anything we apply.
             continue;
         }
+        last_data_end = entry.raw_file_position() + entry.size();
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         u.entry(&mut entry, &name)?;
         u.entries += 1;
         last = Some(name);
     }
     u.finish()
+}
+
+/// Counts the bytes read from the layer stream, so the end of a tar that
+/// lacks its end-of-archive blocks can be told from a truncated one.
+struct CountingReader<'a, R> {
+    inner: R,
+    count: &'a std::cell::Cell<u64>,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
 }
 
 /// Per-entry metadata gathered from the header and PAX records.

@@ -82,7 +82,7 @@ impl Store {
     /// Every blob digest in the store. Files whose names are not valid
     /// digests are reported by `check`, not listed here.
     pub fn list_blobs(&self) -> Result<(Vec<Digest>, Vec<std::path::PathBuf>), StoreError> {
-        let dir = self.root().join("blobs/sha256");
+        let dir = self.layout_path().join("blobs/sha256");
         let mut digests = Vec::new();
         let mut strays = Vec::new();
         for entry in fs::read_dir(&dir).map_err(|e| StoreError::io("read directory", &dir, e))? {

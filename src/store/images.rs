@@ -44,7 +44,7 @@ impl ImageRecord {
 
 impl Store {
     fn index_path(&self) -> std::path::PathBuf {
-        self.root().join("index.json")
+        self.layout_path().join("index.json")
     }
 
     fn read_index(&self) -> Result<Index, StoreError> {

@@ -1,4 +1,4 @@
-//! Unpacked layers: `builder/layers/<diffid-hex>/` holding `diff/` (the
+//! Unpacked layers: `layers/<diffid-hex>/` holding `diff/` (the
 //! overlay lowerdir, in overlayfs whiteout format) and `inventory.json` (a
 //! record of the tree, written by the `layer` module, used by `check`).
 //! A directory that still holds the `incomplete` marker is not a layer.

@@ -1,10 +1,10 @@
 //! flock-based locks. Three kinds, none of which is ever held while waiting
 //! for another of a higher kind, so there is no lock-order deadlock:
-//! 1. the store lock (`builder/lock`): shared by every process, exclusive for
+//! 1. the store lock (`lock`): shared by every process, exclusive for
 //!    `prune`;
-//! 2. the index lock (`builder/index.lock`): exclusive for the few
+//! 2. the index lock (`index.lock`): exclusive for the few
 //!    milliseconds of an `index.json` read-modify-write;
-//! 3. a transaction lock (`builder/tmp/<txn>/lock`): exclusive, held by the
+//! 3. a transaction lock (`tmp/<txn>/lock`): exclusive, held by the
 //!    process writing that transaction for its whole life. A transaction
 //!    whose lock can be taken belongs to a dead process and may be removed.
 //!

@@ -3,20 +3,25 @@
 //! description; in short:
 //!
 //! ```text
-//! ROOT/oci-layout, ROOT/index.json, ROOT/blobs/sha256/<hex>   an OCI image layout
-//! ROOT/builder/version                                      layout version of builder's own state
-//! ROOT/builder/lock                                         store lock (shared; exclusive for prune)
-//! ROOT/builder/index.lock                                   serialises rewrites of index.json
-//! ROOT/builder/layers/<diffid-hex>/{diff/,inventory.json}   unpacked layers, overlay format
-//! ROOT/builder/tmp/<txn>/                                   in-flight writes, each flocked by its owner
-//! ROOT/builder/mounts/<manifest-hex>/                       `builder mount` records and mountpoints
-//! ROOT/builder/empty/                                       an empty lowerdir for one-layer images
+//! ROOT/oci/{oci-layout,index.json,blobs/sha256/<hex>}   an OCI image layout: every blob, image names
+//! ROOT/version                                          version of this layout
+//! ROOT/lock                                             store lock (shared; exclusive for prune)
+//! ROOT/index.lock                                       serialises rewrites of oci/index.json
+//! ROOT/layers/<diffid-hex>/{diff/,inventory.json}       unpacked layers, overlay format
+//! ROOT/tmp/<txn>/                                       in-flight writes, each flocked by its owner
+//! ROOT/mounts/<manifest-hex>/                           `builder mount` records and mountpoints
+//! ROOT/empty/                                           an empty lowerdir for one-layer images
 //! ```
+//!
+//! The OCI layout is a subdirectory, not the root itself, because layout
+//! readers walk every file below a layout (oci-image-tool opens each one):
+//! unpacked layers hold whiteout devices, fifos and dangling symlinks that
+//! such a walk cannot open, or would block on.
 //!
 //! Invariants:
 //! - Only this module writes under the store root (other modules fill a
 //!   [`Transaction`]'s directory, which this module then commits).
-//! - Every write goes to `builder/tmp/` first and is renamed into place; a
+//! - Every write goes to `tmp/` first and is renamed into place; a
 //!   blob is fsynced and so is its directory. Readers therefore see a blob or
 //!   layer completely or not at all.
 //! - A reference is written only after what it references: layers and blobs
@@ -49,9 +54,12 @@ pub use txn::Transaction;
 
 use crate::oci::{DiffId, Digest};
 
-/// The version of builder's own layout below `builder/`. Bump it when that
+/// The version of the store layout. Bump it when that
 /// layout changes incompatibly; `Store::open` refuses other versions.
 pub const LAYOUT_VERSION: &str = "1";
+
+/// The store's OCI image layout directory, below the root.
+pub const LAYOUT_DIR: &str = "oci";
 
 /// The OCI image-layout marker file content.
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -66,17 +74,16 @@ impl Store {
     /// Opens (creating if needed) the store at `root` and takes the store
     /// lock in `mode`. Leftover temp entries from dead processes are removed.
     pub fn open(root: &Path, mode: LockMode) -> Result<Self, StoreError> {
-        let builder_dir = root.join("builder");
         for dir in [
-            root.join("blobs/sha256"),
-            builder_dir.join("layers"),
-            builder_dir.join("tmp"),
-            builder_dir.join("mounts"),
-            builder_dir.join("empty"),
+            root.join(LAYOUT_DIR).join("blobs/sha256"),
+            root.join("layers"),
+            root.join("tmp"),
+            root.join("mounts"),
+            root.join("empty"),
         ] {
             fs::create_dir_all(&dir).map_err(|e| StoreError::io("create directory", &dir, e))?;
         }
-        let lock = lock::StoreLock::acquire(&builder_dir.join("lock"), mode)?;
+        let lock = lock::StoreLock::acquire(&root.join("lock"), mode)?;
         let store = Self {
             root: root.to_path_buf(),
             _lock: lock,
@@ -101,11 +108,11 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io("read", &version_path, e)),
         }
-        let layout = self.root.join("oci-layout");
+        let layout = self.layout_path().join("oci-layout");
         if !layout.exists() {
             self.write_atomic(&layout, OCI_LAYOUT.as_bytes())?;
         }
-        let index = self.root.join("index.json");
+        let index = self.layout_path().join("index.json");
         if !index.exists() {
             let _guard = lock::IndexLock::acquire(&self.builder_dir().join("index.lock"))?;
             if !index.exists() {
@@ -119,8 +126,15 @@ impl Store {
         &self.root
     }
 
+    /// The OCI image layout inside the store: what `skopeo copy
+    /// oci:ROOT/oci:NAME …` and `umoci --image ROOT/oci:NAME` read.
+    pub fn layout_path(&self) -> PathBuf {
+        self.root.join(LAYOUT_DIR)
+    }
+
+    /// Where builder's own state lives (the root, beside the layout).
     fn builder_dir(&self) -> PathBuf {
-        self.root.join("builder")
+        self.root.clone()
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -129,7 +143,7 @@ impl Store {
 
     /// Path of a blob, whether or not it exists.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root
+        self.layout_path()
             .join("blobs")
             .join(digest.algorithm())
             .join(digest.hex())

@@ -1,5 +1,5 @@
 //! Records of images mounted by `builder mount`: such a mount outlives the
-//! process that made it, so the store keeps `builder/mounts/<manifest-hex>/`
+//! process that made it, so the store keeps `mounts/<manifest-hex>/`
 //! with `record.json` and the `merged/` mountpoint. `prune` treats recorded
 //! layers as live, so a mounted image's layers are never collected.
 

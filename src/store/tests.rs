@@ -52,25 +52,25 @@ fn open_creates_an_oci_layout() {
     let dir = tempfile::tempdir().unwrap();
     let _store = open(&dir);
     let layout: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.path().join("oci-layout")).unwrap()).unwrap();
+        serde_json::from_slice(&fs::read(dir.path().join("oci/oci-layout")).unwrap()).unwrap();
     assert_eq!(layout["imageLayoutVersion"], "1.0.0");
     let index: crate::oci::Index =
-        serde_json::from_slice(&fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+        serde_json::from_slice(&fs::read(dir.path().join("oci/index.json")).unwrap()).unwrap();
     assert!(index.manifests.is_empty());
     assert_eq!(
-        fs::read_to_string(dir.path().join("builder/version"))
+        fs::read_to_string(dir.path().join("version"))
             .unwrap()
             .trim(),
         "1"
     );
-    assert!(dir.path().join("blobs/sha256").is_dir());
+    assert!(dir.path().join("oci/blobs/sha256").is_dir());
 }
 
 #[test]
 fn refuses_an_unknown_layout_version() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(&dir));
-    fs::write(dir.path().join("builder/version"), "99\n").unwrap();
+    fs::write(dir.path().join("version"), "99\n").unwrap();
     let err = Store::open(dir.path(), LockMode::Shared).err().unwrap();
     assert!(
         matches!(err, StoreError::UnsupportedVersion { .. }),
@@ -114,12 +114,7 @@ fn dropped_transactions_leave_nothing() {
     fs::write(txn.blob_path(), b"partial").unwrap();
     fs::write(txn.layer_dir().join("f"), b"partial").unwrap();
     drop(txn);
-    assert_eq!(
-        fs::read_dir(dir.path().join("builder/tmp"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
 }
 
 #[test]
@@ -217,12 +212,7 @@ fn prune_keeps_what_names_and_mounts_reference() {
         report.blobs_removed, 3,
         "dead manifest, its config and its layer blob"
     );
-    assert_eq!(
-        fs::read_dir(dir.path().join("builder/tmp"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
 }
 
 #[test]
@@ -241,7 +231,7 @@ fn prune_fails_fast_while_another_process_uses_the_store() {
 fn open_removes_only_dead_and_old_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let tmp = dir.path().join("builder/tmp");
+    let tmp = dir.path().join("tmp");
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
     // A live transaction, even an old one, holds its lock.
     let live = store.begin().unwrap();

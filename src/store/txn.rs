@@ -1,11 +1,11 @@
-//! Transactions: a private directory under `builder/tmp/` where one process
+//! Transactions: a private directory under `tmp/` where one process
 //! writes a blob and/or unpacks a layer before the store commits them.
 //!
 //! Protocol (store-layout.md, "Crash safety"):
-//! 1. `mkdir builder/tmp/<random>/`, create `lock` in it and flock it
+//! 1. `mkdir tmp/<random>/`, create `lock` in it and flock it
 //!    exclusively, create the `incomplete` marker;
 //! 2. the caller writes `blob` and/or fills `layer/`;
-//! 3. commit renames them into `blobs/` and `builder/layers/` (after fsync);
+//! 3. commit renames them into `blobs/` and `layers/` (after fsync);
 //! 4. drop removes the transaction directory with whatever is left.
 //!
 //! A transaction directory whose lock can be taken belongs to a dead process.
@@ -71,6 +71,11 @@ impl Store {
             .map_err(|e| StoreError::io("lock", &lock_path, e))?;
         let layer_diff = dir.join("layer").join("diff");
         fs::create_dir_all(&layer_diff).map_err(|e| StoreError::io("create", &layer_diff, e))?;
+        // A layer tar without a `./` entry leaves the root's mode as created,
+        // and it becomes the image's `/`: make it 0755 whatever the umask.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&layer_diff, fs::Permissions::from_mode(0o755))
+            .map_err(|e| StoreError::io("chmod", &layer_diff, e))?;
         let marker = dir.join("layer").join(INCOMPLETE_MARKER);
         File::create(&marker).map_err(|e| StoreError::io("create", &marker, e))?;
         Ok(Transaction { dir, _lock: lock })

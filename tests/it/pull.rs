@@ -344,7 +344,10 @@ fn store_is_read_by_skopeo_and_oci_image_tool() {
         let dest = out.join(name);
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--quiet"])
-            .arg(format!("oci:{}:{reference}", env.root.display()))
+            .arg(format!(
+                "oci:{}:{reference}",
+                env.root.join("oci").display()
+            ))
             .arg(format!("dir:{}", dest.display()));
         process::run_ok(cmd);
         // The copy is complete: every blob the manifest names was read.
@@ -364,7 +367,8 @@ fn store_is_read_by_skopeo_and_oci_image_tool() {
     }
 
     let mut cmd = Command::new("oci-image-tool");
-    cmd.args(["validate", "--type", "image"]).arg(&env.root);
+    cmd.args(["validate", "--type", "image"])
+        .arg(env.root.join("oci"));
     let stdout = process::run_ok(cmd);
     assert!(
         stdout.contains("Validation succeeded"),
@@ -377,7 +381,7 @@ fn store_is_read_by_skopeo_and_oci_image_tool() {
     zenv.pull_plain(&zref, &[]);
     let mut cmd = Command::new("skopeo");
     cmd.args(["copy", "--quiet"])
-        .arg(format!("oci:{}:{zref}", zenv.root.display()))
+        .arg(format!("oci:{}:{zref}", zenv.root.join("oci").display()))
         .arg(format!(
             "dir:{}",
             zenv.scratch("zstd-copy").join("img").display()
@@ -398,7 +402,7 @@ fn store_is_read_by_umoci() {
     let mut cmd = Command::new("umoci");
     cmd.arg("unpack")
         .arg("--image")
-        .arg(format!("{}:{reference}", env.root.display()))
+        .arg(format!("{}:{reference}", env.root.join("oci").display()))
         .arg(&bundle);
     process::run_ok(cmd);
     tree::assert_same(&expected, &bundle.join("rootfs"));
@@ -406,9 +410,9 @@ fn store_is_read_by_umoci() {
 
 // ------------------------------------------------------------------ item 5
 
-/// Entries in the store's temp area (`builder/tmp/`).
+/// Entries in the store's temp area (`tmp/`).
 fn temp_entries(root: &Path) -> Vec<String> {
-    match fs::read_dir(root.join("builder/tmp")) {
+    match fs::read_dir(root.join("tmp")) {
         Ok(rd) => rd
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect(),
@@ -418,7 +422,7 @@ fn temp_entries(root: &Path) -> Vec<String> {
 
 /// Layer directories that still carry the `incomplete` marker.
 fn incomplete_layers(root: &Path) -> Vec<String> {
-    match fs::read_dir(root.join("builder/layers")) {
+    match fs::read_dir(root.join("layers")) {
         Ok(rd) => rd
             .map(|e| e.unwrap().path())
             .filter(|p| p.join("incomplete").exists())
@@ -496,7 +500,7 @@ fn killed_pulls_leave_a_consistent_store() {
             Vec::<String>::new(),
             "{ctx}: incomplete layers after prune"
         );
-        let layers: BTreeSet<String> = fs::read_dir(env.root.join("builder/layers"))
+        let layers: BTreeSet<String> = fs::read_dir(env.root.join("layers"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
@@ -575,7 +579,7 @@ fn concurrent_pulls_share_layers() {
     let want: BTreeSet<String> = refs.iter().map(|r| r.to_string()).collect();
     assert_eq!(names, want, "{images:#}");
 
-    let layers: BTreeSet<String> = fs::read_dir(env.root.join("builder/layers"))
+    let layers: BTreeSet<String> = fs::read_dir(env.root.join("layers"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -597,7 +601,7 @@ fn concurrent_pulls_share_layers() {
     );
 
     // Every layer blob once, under its digest.
-    let blobs: BTreeSet<String> = fs::read_dir(env.root.join("blobs/sha256"))
+    let blobs: BTreeSet<String> = fs::read_dir(env.root.join("oci/blobs/sha256"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -653,9 +657,7 @@ fn concurrent_pulls_of_one_image_in_three_forms() {
         );
     }
     env.assert_check_clean();
-    let layers = fs::read_dir(env.root.join("builder/layers"))
-        .unwrap()
-        .count();
+    let layers = fs::read_dir(env.root.join("layers")).unwrap().count();
     assert_eq!(
         layers,
         ml.image().diff_ids.len(),

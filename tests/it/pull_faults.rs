@@ -40,7 +40,7 @@ fn tampered_digest(mut bytes: Vec<u8>) -> String {
 }
 
 fn has_blob(root: &Path, digest: &str) -> bool {
-    root.join("blobs/sha256")
+    root.join("oci/blobs/sha256")
         .join(digest.strip_prefix("sha256:").unwrap())
         .exists()
 }
@@ -91,7 +91,7 @@ fn assert_tampered_pull_fails(name: &str, digest: &str, diff_id: Option<&str>) {
     if let Some(diff_id) = diff_id {
         let layer = env
             .root
-            .join("builder/layers")
+            .join("layers")
             .join(diff_id.strip_prefix("sha256:").unwrap());
         assert!(
             !layer.exists(),

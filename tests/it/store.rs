@@ -209,14 +209,15 @@ fn store_layout_md_tree_parses() {
     let patterns = documented_tree(&store_layout_md());
     let listed: BTreeSet<String> = patterns.iter().map(|p| p.to_string()).collect();
     for must in [
-        "oci-layout",
-        "index.json",
-        "blobs/",
-        "blobs/sha256/",
-        "blobs/sha256/<hex>",
-        "builder/",
-        "builder/version",
-        "builder/tmp/",
+        "oci/",
+        "oci/oci-layout",
+        "oci/index.json",
+        "oci/blobs/",
+        "oci/blobs/sha256/",
+        "oci/blobs/sha256/<hex>",
+        "version",
+        "tmp/",
+        "layers/",
     ] {
         assert!(
             listed.contains(must),
@@ -241,7 +242,7 @@ fn read_json(path: &Path) -> Value {
 fn store_tree_matches_store_layout_md() {
     let doc = store_layout_md();
     let patterns = documented_tree(&doc);
-    for must in ["oci-layout", "index.json", "blobs/sha256/<hex>"] {
+    for must in ["oci/oci-layout", "oci/index.json", "oci/blobs/sha256/<hex>"] {
         assert!(
             patterns.iter().any(|p| p.to_string() == must),
             "the tree does not list {must}: {patterns:#?}"
@@ -272,9 +273,9 @@ fn store_tree_matches_store_layout_md() {
     );
 
     // oci-layout and index.json: an OCI layout naming images by full reference.
-    let layout = read_json(&env.root.join("oci-layout"));
+    let layout = read_json(&env.root.join("oci/oci-layout"));
     assert_eq!(layout["imageLayoutVersion"], "1.0.0");
-    let index = read_json(&env.root.join("index.json"));
+    let index = read_json(&env.root.join("oci/index.json"));
     assert_eq!(index["schemaVersion"], 2);
     let entries = index["manifests"].as_array().unwrap();
     for (reference, fixture) in [(&busybox, bb), (&multilayer, ml)] {
@@ -291,7 +292,7 @@ fn store_tree_matches_store_layout_md() {
     }
 
     // Blobs: named by their sha256, read-only, and every blob of both images.
-    let blob_dir = env.root.join("blobs/sha256");
+    let blob_dir = env.root.join("oci/blobs/sha256");
     for entry in fs::read_dir(&blob_dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -314,9 +315,9 @@ fn store_tree_matches_store_layout_md() {
         }
     }
 
-    // builder/: version, one layer dir per diffID with an inventory, no
+    // Beside oci/: version, one layer dir per diffID with an inventory, no
     // leftovers in tmp/.
-    let builder = env.root.join("builder");
+    let builder = env.root.clone();
     assert_eq!(
         fs::read_to_string(builder.join("version")).unwrap().trim(),
         "1"
@@ -332,7 +333,7 @@ fn store_tree_matches_store_layout_md() {
         .collect();
     assert_eq!(
         layer_dirs, diff_ids,
-        "builder/layers/ holds one directory per diffID"
+        "layers/ holds one directory per diffID"
     );
     for hex in &layer_dirs {
         let dir = builder.join("layers").join(hex);
@@ -346,10 +347,10 @@ fn store_tree_matches_store_layout_md() {
     assert_eq!(
         fs::read_dir(builder.join("tmp")).unwrap().count(),
         0,
-        "builder/tmp/ not empty after pulls"
+        "tmp/ not empty after pulls"
     );
 
-    // builder/mounts/<manifest-hex>/: a record and the mountpoint in use.
+    // mounts/<manifest-hex>/: a record and the mountpoint in use.
     let mount_dir = builder
         .join("mounts")
         .join(bb.digest().strip_prefix("sha256:").unwrap());
@@ -378,7 +379,7 @@ fn layers_hold_whiteouts_in_overlay_form() {
     env.pull_plain(&reference, &[]);
     let layer = |i: usize| {
         env.root
-            .join("builder/layers")
+            .join("layers")
             .join(ml.image().diff_ids[i].strip_prefix("sha256:").unwrap())
             .join("diff")
     };

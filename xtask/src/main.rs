@@ -341,12 +341,36 @@ fn demo() -> Result {
         run_silently(builder_cmd(&["inspect", &image]))?;
         run_silently(builder_cmd(&["check"]))?;
         println!(
-            "\nThe store is an OCI image layout:\n$ ls {}",
+            "\nThe store's oci/ is an OCI image layout, so skopeo reads it directly:\n$ ls {0}\n$ skopeo inspect oci:{0}/oci:{image}",
             store.display()
         );
         let mut ls = Command::new("ls");
         ls.arg(&store);
         run_silently(ls)?;
+        let mut skopeo = Command::new("skopeo");
+        skopeo
+            .arg("inspect")
+            .arg(format!("oci:{}/oci:{image}", store.display()));
+        run_silently(skopeo)?;
+        println!("\nThe image's layers mount as one read-only overlay:");
+        let mounted = Command::new(&builder)
+            .args(["--root"])
+            .arg(&store)
+            .args(["mount", &image])
+            .output()
+            .map_err(|e| format!("run builder mount: {e}"))?;
+        if !mounted.status.success() {
+            return Err(format!(
+                "builder mount failed: {}",
+                String::from_utf8_lossy(&mounted.stderr)
+            ));
+        }
+        let rootfs = String::from_utf8_lossy(&mounted.stdout).trim().to_string();
+        println!("$ builder mount {image}\n{rootfs}\n$ ls {rootfs}");
+        let mut ls = Command::new("ls");
+        ls.arg(&rootfs);
+        run_silently(ls)?;
+        run_silently(builder_cmd(&["umount", &image]))?;
         drop(registry);
         Ok(())
     })();

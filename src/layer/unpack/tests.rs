@@ -907,6 +907,31 @@ fn truncated_stream_names_the_entry() {
 }
 
 #[test]
+fn a_tar_ending_right_after_the_last_data_is_complete() {
+    // What `umoci insert` writes: no padding after the last file's data and
+    // no end-of-archive blocks.
+    let mut tar = Tar::new();
+    tar.file("first", b"ok").file("last", b"nine byte");
+    let bytes = tar.bytes();
+    let unpadded = &bytes[..512 * 3 + 9];
+    let tmp = scratch();
+    let unpacked = unpack(&mut &unpadded[..], tmp.path(), &UnpackOptions::default()).unwrap();
+    assert_eq!(unpacked.entries, 2);
+    assert_eq!(
+        std::fs::read(tmp.path().join("last")).unwrap(),
+        b"nine byte"
+    );
+    assert_inventory_matches(&unpacked, tmp.path());
+
+    // But a stream cut a byte into the padding or the next header is not.
+    for cut in [512 * 3 + 10, 512 * 4 + 1] {
+        let tmp = scratch();
+        let e = unpack(&mut &bytes[..cut], tmp.path(), &UnpackOptions::default());
+        assert!(e.is_err(), "a stream cut at {cut} must fail");
+    }
+}
+
+#[test]
 fn reader_stays_usable_and_hashing_covers_the_whole_stream() {
     let mut bytes = Tar::new().file("a", b"content").bytes();
     bytes.extend([0u8; 10_000]); // trailing padding some writers add
