@@ -4,3 +4,6 @@
 
 pub mod error;
 pub mod mount;
+pub mod net;
+pub mod process;
+pub mod signal;
