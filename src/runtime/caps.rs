@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn docker_default_mask_is_the_well_known_value() {
         // `CapBnd: 00000000a80425fb` in a default docker container.
-        assert_eq!(mask(DOCKER_DEFAULT).unwrap(), 0xa8_0425_fb);
+        assert_eq!(mask(DOCKER_DEFAULT).unwrap(), 0xa804_25fb);
     }
 
     #[test]

@@ -77,8 +77,7 @@ fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, ChildFailure> {
     rustix::process::chdir(plan.cwd.as_c_str()).map_err(at(Stage::Chdir))?;
 
     for (i, (res, limit)) in plan.rlimits.iter().enumerate() {
-        rustix::process::setrlimit(*res, limit.clone())
-            .map_err(|e| fail(Stage::Rlimit, i as u32, e))?;
+        rustix::process::setrlimit(*res, *limit).map_err(|e| fail(Stage::Rlimit, i as u32, e))?;
     }
     if let Some(fds) = plan.stdio {
         for (target, fd) in fds.into_iter().enumerate() {

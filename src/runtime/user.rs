@@ -4,7 +4,9 @@
 //!
 //! Rules (as Docker's): a numeric uid works without a passwd entry (gid 0,
 //! HOME `/`); a name must exist; a group name must exist in `/etc/group`;
-//! supplementary groups are the groups listing the user's name as member.
+//! supplementary groups are the groups listing the user's name as member,
+//! and only when no group is given explicitly (runc's `GetExecUser`:
+//! "supplementary group ids only make sense in the implicit form").
 
 use std::path::Path;
 
@@ -126,12 +128,12 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser, UserError> {
         },
     };
     let mut additional_gids: Vec<u32> = match entry {
-        Some(p) => all_groups
+        Some(p) if group.is_none() => all_groups
             .iter()
-            .filter(|g| g.members.iter().any(|m| *m == p.name))
+            .filter(|g| g.members.contains(&p.name))
             .map(|g| g.gid)
             .collect(),
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     additional_gids.dedup();
     Ok(ResolvedUser {
@@ -180,7 +182,7 @@ mod tests {
         let root = resolve(r.path(), "").unwrap();
         assert_eq!((root.uid, root.gid, root.home.as_str()), (0, 0, "/root"));
         let ug = resolve(r.path(), "1000:29").unwrap();
-        assert_eq!((ug.uid, ug.gid), (1000, 29));
+        assert_eq!((ug.uid, ug.gid, ug.additional_gids), (1000, 29, vec![]));
         assert_eq!(resolve(r.path(), "alice:wheel").unwrap().gid, 10);
         let unknown = resolve(r.path(), "4242:4343").unwrap();
         assert_eq!(

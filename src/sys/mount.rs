@@ -227,6 +227,6 @@ pub fn mount_from_dir(
 /// The filesystem magic (`statfs.f_type`) of the filesystem holding `path`.
 pub fn fs_magic(path: &Path) -> io::Result<i64> {
     rustix::fs::statfs(path)
-        .map(|s| s.f_type as i64)
+        .map(|s| s.f_type)
         .map_err(|e| error("statfs", path.display(), e))
 }

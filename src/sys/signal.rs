@@ -37,7 +37,6 @@ static TABLE: [Slot; SLOTS] = [const {
 
 /// Serialises slot claims and handler installation (never taken in the handler).
 static CLAIM: Mutex<[bool; SLOTS]> = Mutex::new([false; SLOTS]);
-static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(sig: libc::c_int) {
     // SAFETY: only async-signal-safe calls (write, sigaction, raise) on
@@ -95,30 +94,18 @@ impl SignalPipe {
         let pipe = SignalPipe { slot };
         pipe.drain();
         s.active.store(true, Ordering::Release);
-        if !INSTALLED.swap(true, Ordering::AcqRel) {
-            for sig in FORWARDED {
-                // SAFETY: installs a handler that only does async-signal-safe
-                // work (see `on_signal`), with SA_RESTART so interrupted
-                // syscalls of other threads resume.
-                unsafe {
-                    let mut sa: libc::sigaction = std::mem::zeroed();
-                    sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-                    sa.sa_flags = libc::SA_RESTART;
-                    libc::sigemptyset(&mut sa.sa_mask);
-                    libc::sigaction(sig, &sa, std::ptr::null_mut());
-                }
-            }
-        } else {
-            // A previous idle signal may have reset one to the default.
-            for sig in FORWARDED {
-                // SAFETY: as above.
-                unsafe {
-                    let mut sa: libc::sigaction = std::mem::zeroed();
-                    sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-                    sa.sa_flags = libc::SA_RESTART;
-                    libc::sigemptyset(&mut sa.sa_mask);
-                    libc::sigaction(sig, &sa, std::ptr::null_mut());
-                }
+        // (Re)install every time: an idle signal resets the disposition to
+        // the default (see `on_signal`).
+        for sig in FORWARDED {
+            // SAFETY: installs a handler that only does async-signal-safe
+            // work (see `on_signal`), with SA_RESTART so interrupted
+            // syscalls of other threads resume.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+                sa.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
             }
         }
         Ok(pipe)
