@@ -737,3 +737,41 @@ fn normalise(s: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Mode detection against fake roots made of real filesystems: a cgroup2
+/// mount (unified), a tmpfs with a cgroup2 `unified/` (hybrid), a bare
+/// tmpfs (legacy).
+#[test]
+fn cgroup_mode_detection_on_fake_roots() {
+    use builder::runtime::cgroup::{Mode, detect};
+    let tmp = tempfile::Builder::new()
+        .prefix("builder-cgmode-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let mount = |src: &str, fstype: &str, target: &Path| {
+        fs::create_dir_all(target).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", fstype, src, target.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount {fstype} on {}", target.display());
+    };
+    let unified = tmp.path().join("unified-root");
+    let hybrid = tmp.path().join("hybrid-root");
+    let legacy = tmp.path().join("legacy-root");
+    mount("cgroup2", "cgroup2", &unified);
+    mount("tmpfs", "tmpfs", &hybrid);
+    mount("cgroup2", "cgroup2", &hybrid.join("unified"));
+    mount("tmpfs", "tmpfs", &legacy);
+    fs::create_dir(legacy.join("unified")).unwrap();
+    let got = [detect(&unified), detect(&hybrid), detect(&legacy)].map(|r| r.unwrap());
+    for m in [hybrid.join("unified"), hybrid, legacy, unified] {
+        builder::mount::unmount(&m).unwrap();
+    }
+    assert_eq!(got, [Mode::Unified, Mode::Hybrid, Mode::Legacy]);
+    assert_eq!(
+        detect(Path::new(cgroup::ROOT)).unwrap(),
+        Mode::Hybrid,
+        "this machine is hybrid"
+    );
+}
