@@ -13,6 +13,7 @@ pub mod sys; // the only `unsafe`: thin syscall wrappers
 pub mod layer; // tar stream <-> directory in overlay format, whiteouts, compression
 pub mod mount; // overlay option values and mount guards
 pub mod registry; // OCI distribution client: auth, TLS, manifests, blobs
+pub mod runtime; // namespaces, cgroups, pivot_root, exec, wait: one process in a prepared rootfs
 pub mod store; // content-addressed blobs (an OCI layout), image records, unpacked layers, locks
 
 // Layer 2: moving and assembling images.

@@ -5,3 +5,6 @@
 pub mod error;
 pub mod fs;
 pub mod mount;
+pub mod net;
+pub mod process;
+pub mod signal;

@@ -223,3 +223,10 @@ pub fn mount_from_dir(
             .unwrap_or_else(|_| Err(io::Error::other("mount helper thread panicked")))
     })
 }
+
+/// The filesystem magic (`statfs.f_type`) of the filesystem holding `path`.
+pub fn fs_magic(path: &Path) -> io::Result<i64> {
+    rustix::fs::statfs(path)
+        .map(|s| s.f_type)
+        .map_err(|e| error("statfs", path.display(), e))
+}

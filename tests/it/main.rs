@@ -3,8 +3,9 @@
 mod fault_proxy; // loopback server injecting what a real registry won't: token challenges, tampering, 5xx, cuts
 mod mount; // overlay mounts (new API and legacy), guards
 mod registry; // the registry client against docker-registry and the fault proxy
+mod runtime; // the container runtime on a busybox overlay rootfs: isolation, limits, users, exit codes, runc parity
 mod support; // registries, fixtures, the builder runner (shared by all areas)
 
 mod pull; // `builder pull` end to end: rootfs vs umoci, TLS/auth, platforms, kill -9, concurrency
-mod pull_faults;
-mod store; // the store after real pulls vs store-layout.md // `builder pull` through the fault proxy: Bearer challenge, tampered blobs
+mod pull_faults; // `builder pull` through the fault proxy: Bearer challenge, tampered blobs
+mod store; // the store after real pulls vs store-layout.md

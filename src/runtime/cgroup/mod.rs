@@ -1,0 +1,371 @@
+//! Control groups for containers: detect the host's mode once, create
+//! `builder/<container-id>`, apply limits, attach, read OOM kills, kill all
+//! and remove.
+//!
+//! Modes (as crun's `detect_cgroup_mode`, by filesystem magic):
+//! - unified: the root (`/sys/fs/cgroup`) is a cgroup2 filesystem;
+//! - hybrid: the root is a tmpfs holding v1 controller hierarchies and a
+//!   cgroup2 `unified/` (this machine); limits go to the v1 controllers;
+//! - legacy: a tmpfs with v1 controllers only.
+//!
+//! Every function takes the root it works under, so the v2 code runs in unit
+//! tests against a plain temp directory of files, and detection runs against
+//! fake roots. Invariants: a [`Cgroup`] never outlives [`Cgroup::remove`]
+//! on any path (the runtime calls it on success, failure and unwind);
+//! `builder/` itself is shared by concurrent processes and never removed.
+
+mod v1;
+mod v2;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// The default cgroup root.
+pub const ROOT: &str = "/sys/fs/cgroup";
+
+/// The parent of every container cgroup, under each hierarchy.
+pub const PARENT: &str = "builder";
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// How the host's cgroups are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Unified,
+    Hybrid,
+    Legacy,
+}
+
+/// Resource limits; `None` leaves the kernel default (unlimited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of memory.
+    pub memory: Option<i64>,
+    /// Bytes of memory + swap; defaults to `memory` so an OOM kills instead
+    /// of swapping.
+    pub memory_swap: Option<i64>,
+    /// Maximum number of tasks.
+    pub pids: Option<i64>,
+    /// CFS quota and period in microseconds (`--cpus 0.5` = 50000/100000).
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+}
+
+impl Limits {
+    /// Limits from an OCI spec's `linux.resources`.
+    pub fn from_resources(r: &oci_spec::runtime::LinuxResources) -> Limits {
+        let memory = r.memory().as_ref();
+        let cpu = r.cpu().as_ref();
+        Limits {
+            memory: memory.and_then(|m| m.limit()).filter(|&v| v > 0),
+            memory_swap: memory.and_then(|m| m.swap()).filter(|&v| v > 0),
+            pids: r.pids().as_ref().map(|p| p.limit()).filter(|&v| v > 0),
+            cpu_quota: cpu.and_then(|c| c.quota()).filter(|&v| v > 0),
+            cpu_period: cpu.and_then(|c| c.period()),
+        }
+    }
+
+    /// Memory + swap as applied: the requested value, else equal to memory.
+    fn memory_swap_effective(&self) -> Option<i64> {
+        self.memory.map(|m| self.memory_swap.unwrap_or(m).max(m))
+    }
+}
+
+/// Errors naming the cgroup file or directory involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("detect cgroup mode under `{root}`")]
+    Detect {
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("create cgroup `{path}`")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("write `{value}` to `{path}`")]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("read `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("remove cgroup `{path}`: still busy after {waited_ms} ms")]
+    Busy { path: PathBuf, waited_ms: u128 },
+    #[error("remove cgroup `{path}`")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Classifies a cgroup root from the filesystem magic of the root and, if
+/// present, of its `unified/` subdirectory.
+pub fn classify(root_magic: i64, unified_magic: Option<i64>) -> Mode {
+    if root_magic == CGROUP2_SUPER_MAGIC {
+        Mode::Unified
+    } else if unified_magic == Some(CGROUP2_SUPER_MAGIC) {
+        Mode::Hybrid
+    } else {
+        Mode::Legacy
+    }
+}
+
+/// Detects the mode of the cgroup tree mounted at `root`.
+pub fn detect(root: &Path) -> Result<Mode, CgroupError> {
+    let err = |source| CgroupError::Detect {
+        root: root.to_owned(),
+        source,
+    };
+    let root_magic = sys::mount::fs_magic(root).map_err(err)?;
+    let unified = if root_magic == TMPFS_MAGIC {
+        sys::mount::fs_magic(&root.join("unified")).ok()
+    } else {
+        None
+    };
+    Ok(classify(root_magic, unified))
+}
+
+/// The host's mode, detected once per process.
+pub fn host_mode() -> Result<Mode, CgroupError> {
+    static MODE: OnceLock<Mode> = OnceLock::new();
+    if let Some(m) = MODE.get() {
+        return Ok(*m);
+    }
+    let m = detect(Path::new(ROOT))?;
+    Ok(*MODE.get_or_init(|| m))
+}
+
+/// One container's cgroup, in one (v2) or several (v1) hierarchies.
+#[derive(Debug)]
+pub enum Cgroup {
+    V1(v1::Cgroup),
+    V2(v2::Cgroup),
+}
+
+impl Cgroup {
+    /// Creates `<root>/…/builder/<id>` with `limits` applied. On failure,
+    /// whatever was created is removed again.
+    pub fn create(
+        root: &Path,
+        mode: Mode,
+        id: &str,
+        limits: &Limits,
+    ) -> Result<Cgroup, CgroupError> {
+        match mode {
+            Mode::Unified => v2::Cgroup::create(root, id, limits).map(Cgroup::V2),
+            Mode::Hybrid | Mode::Legacy => v1::Cgroup::create(root, id, limits).map(Cgroup::V1),
+        }
+    }
+
+    /// The `cgroup.procs` files to write `0` into, i.e. "move the writer
+    /// here" (the container's child does it before anything else).
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1(c) => c.dirs().map(|d| d.join("cgroup.procs")).collect(),
+            Cgroup::V2(c) => vec![c.dir().join("cgroup.procs")],
+        }
+    }
+
+    /// Moves process `pid` into the cgroup.
+    pub fn attach(&self, pid: u32) -> Result<(), CgroupError> {
+        for f in self.procs_files() {
+            write(&f, &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// How many processes the kernel's OOM killer killed in this cgroup.
+    pub fn oom_kills(&self) -> Result<u64, CgroupError> {
+        match self {
+            Cgroup::V1(c) => c.oom_kills(),
+            Cgroup::V2(c) => c.oom_kills(),
+        }
+    }
+
+    /// The pids currently in the cgroup.
+    pub fn pids(&self) -> Result<Vec<u32>, CgroupError> {
+        let file = match self {
+            Cgroup::V1(c) => c.tracking_dir().join("cgroup.procs"),
+            Cgroup::V2(c) => c.dir().join("cgroup.procs"),
+        };
+        let text = read(&file)?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// SIGKILLs every process in the cgroup (v2: `cgroup.kill`; v1: each
+    /// pid of `cgroup.procs`).
+    pub fn kill_all(&self) -> Result<(), CgroupError> {
+        match self {
+            Cgroup::V2(c) if c.has_kill() => write(&c.dir().join("cgroup.kill"), "1"),
+            _ => {
+                for pid in self.pids()? {
+                    sys::process::kill(pid, libc::SIGKILL);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Kills what is left and removes the cgroup directories, retrying
+    /// while dying processes keep them busy (up to `timeout`).
+    pub fn remove(self, timeout: Duration) -> Result<(), CgroupError> {
+        let dirs: Vec<PathBuf> = match &self {
+            Cgroup::V1(c) => c.dirs().collect(),
+            Cgroup::V2(c) => vec![c.dir().to_owned()],
+        };
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(200);
+        for dir in dirs {
+            loop {
+                match std::fs::remove_dir(&dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        if start.elapsed() > timeout {
+                            return Err(CgroupError::Busy {
+                                path: dir,
+                                waited_ms: start.elapsed().as_millis(),
+                            });
+                        }
+                        let _ = self.kill_all();
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(20));
+                    }
+                    Err(source) => return Err(CgroupError::Remove { path: dir, source }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The v2 directory, for `clone3(CLONE_INTO_CGROUP)`.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        match self {
+            Cgroup::V2(c) => Some(c.dir()),
+            Cgroup::V1(_) => None,
+        }
+    }
+}
+
+/// Container ids that have a cgroup under `builder/` (in the pids
+/// hierarchy for v1), so a later run can clean up after a killed builder.
+pub fn list(root: &Path, mode: Mode) -> Result<Vec<String>, CgroupError> {
+    let parent = match mode {
+        Mode::Unified => root.join(PARENT),
+        Mode::Hybrid | Mode::Legacy => root.join("pids").join(PARENT),
+    };
+    let entries = match std::fs::read_dir(&parent) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CgroupError::Read {
+                path: parent,
+                source,
+            });
+        }
+    };
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
+}
+
+/// Reopens the cgroup of container `id` (after a crash) so it can be killed
+/// and removed.
+pub fn open_existing(root: &Path, mode: Mode, id: &str) -> Cgroup {
+    match mode {
+        Mode::Unified => Cgroup::V2(v2::Cgroup::existing(root, id)),
+        Mode::Hybrid | Mode::Legacy => Cgroup::V1(v1::Cgroup::existing(root, id)),
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|source| CgroupError::Write {
+        path: path.to_owned(),
+        value: value.to_owned(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<String, CgroupError> {
+    std::fs::read_to_string(path).map_err(|source| CgroupError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn mkdir(path: &Path) -> Result<(), CgroupError> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(CgroupError::Create {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The value of `key` in a flat-keyed file (`memory.events`, `memory.oom_control`).
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_modes() {
+        assert_eq!(classify(CGROUP2_SUPER_MAGIC, None), Mode::Unified);
+        assert_eq!(
+            classify(TMPFS_MAGIC, Some(CGROUP2_SUPER_MAGIC)),
+            Mode::Hybrid
+        );
+        assert_eq!(classify(TMPFS_MAGIC, None), Mode::Legacy);
+        assert_eq!(classify(TMPFS_MAGIC, Some(TMPFS_MAGIC)), Mode::Legacy);
+    }
+
+    #[test]
+    fn keyed_files() {
+        let t = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
+        assert_eq!(keyed(t, "oom_kill"), Some(3));
+        assert_eq!(keyed(t, "under_oom"), Some(0));
+        assert_eq!(keyed(t, "nope"), None);
+    }
+
+    #[test]
+    fn swap_defaults_to_memory() {
+        let l = Limits {
+            memory: Some(64 << 20),
+            ..Default::default()
+        };
+        assert_eq!(l.memory_swap_effective(), Some(64 << 20));
+        let l = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(128 << 20),
+            ..Default::default()
+        };
+        assert_eq!(l.memory_swap_effective(), Some(128 << 20));
+        assert_eq!(Limits::default().memory_swap_effective(), None);
+    }
+}
