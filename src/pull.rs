@@ -71,7 +71,7 @@ pub enum PullError {
     Registry {
         image: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("pull `{image}`: store")]
     Store {
@@ -137,7 +137,7 @@ pub fn pull(
     let image = reference.to_string();
     let registry_err = |source| PullError::Registry {
         image: image.clone(),
-        source,
+        source: Box::new(source),
     };
     let store_err = |source| PullError::Store {
         image: image.clone(),
@@ -336,7 +336,7 @@ fn fetch_layer(
             .fetch_blob(ctx.reference, desc)
             .map_err(|source| PullError::Registry {
                 image: image.clone(),
-                source,
+                source: Box::new(source),
             })?;
         Box::new(blob)
     } else {
@@ -350,7 +350,7 @@ fn fetch_layer(
     };
     let sink: Box<dyn Write + Send> = if job.need_blob {
         let path = txn.blob_path();
-        let file = std::fs::File::create(&path).map_err(|e| read_err(e))?;
+        let file = std::fs::File::create(&path).map_err(read_err)?;
         Box::new(BufWriter::with_capacity(1 << 20, file))
     } else {
         Box::new(io::sink())
