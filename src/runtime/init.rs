@@ -86,13 +86,8 @@ fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, ChildFailure> {
             }
         }
     }
-    if let Some(tty) = &plan.terminal {
-        rustix::process::setsid().map_err(at(Stage::Terminal))?;
-        rustix::process::ioctl_tiocsctty(tty).map_err(at(Stage::Terminal))?;
-        for target in 0..3 {
-            sys::process::dup2(std::os::fd::AsRawFd::as_raw_fd(tty), target)
-                .map_err(at(Stage::Terminal))?;
-        }
+    if let Some(t) = &plan.terminal {
+        terminal(t).map_err(at(Stage::Terminal))?;
     }
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .map_err(at(Stage::ParentDeath))?;
@@ -137,6 +132,44 @@ fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, ChildFailure> {
     }
     sys::process::reset_signals();
     Err(exec(plan))
+}
+
+/// Allocates a pty from the container's devpts (`/dev/ptmx` is the
+/// symlink to `pts/ptmx` made with `/dev`), makes its user side our
+/// controlling terminal and stdio, and sends the master to the parent.
+/// The master is closed here right after sending: the copy in flight keeps
+/// it open, and the container never holds its own master.
+fn terminal(t: &super::plan::TerminalPlan) -> Result<(), Errno> {
+    use rustix::pty::OpenptFlags;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    rustix::pty::unlockpt(&master)?;
+    if t.rows > 0 && t.cols > 0 {
+        rustix::termios::tcsetwinsize(
+            &master,
+            rustix::termios::Winsize {
+                ws_row: t.rows,
+                ws_col: t.cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        )?;
+    }
+    let user_side = rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    rustix::process::setsid()?;
+    rustix::process::ioctl_tiocsctty(&user_side)?;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&user_side);
+    for target in 0..3 {
+        sys::process::dup2(raw, target)?;
+    }
+    sys::tty::send_fd(&t.socket, &master)?;
+    drop(master);
+    if raw > 2 {
+        drop(user_side);
+    } else {
+        // It already is one of our stdio descriptors.
+        std::mem::forget(user_side);
+    }
+    Ok(())
 }
 
 /// `execvpe`'s search over the prepared candidates: ENOENT/ENOTDIR move

@@ -65,7 +65,12 @@ pub struct RunOptions {
     /// Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT received by builder.
     pub forward_signals: bool,
     /// stdin, stdout, stderr of the command; `None` inherits ours.
+    /// Ignored when the spec asks for a terminal.
     pub stdio: Option<[OwnedFd; 3]>,
+    /// Where the pty master goes when the spec sets `process.terminal`:
+    /// sent once the command has been executed, so the receiver can copy
+    /// I/O while [`run`] waits.
+    pub terminal: Option<std::sync::mpsc::Sender<OwnedFd>>,
 }
 
 impl RunOptions {
@@ -76,6 +81,7 @@ impl RunOptions {
             init: false,
             forward_signals: true,
             stdio: None,
+            terminal: None,
         }
     }
 }
@@ -220,11 +226,22 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &RunOptions) -> Result<Outcome, Run
             })?;
         procs.push(OwnedFd::from(fd));
     }
+    let wants_terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let (terminal_parent, terminal_child) = if wants_terminal && opts.terminal.is_some() {
+        let (a, b) = sys::tty::socket_pair().map_err(|source| RuntimeError::Spawn { source })?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
     let mut prepared = plan::prepare(plan::PlanInput {
         spec,
         rootfs,
         cgroup_procs: procs,
-        terminal: None,
+        terminal_socket: terminal_child,
         stdio: opts
             .stdio
             .as_ref()
@@ -257,6 +274,15 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &RunOptions) -> Result<Outcome, Run
         return Err(describe(&prepared, spec, failure));
     }
     drop(report_r);
+    if let (Some(socket), Some(sink)) = (&terminal_parent, &opts.terminal) {
+        match sys::tty::recv_fd(socket) {
+            Ok(Some(master)) => {
+                let _ = sink.send(master);
+            }
+            Ok(None) => tracing::warn!("the container sent no pty"),
+            Err(e) => tracing::warn!("receive the container's pty: {e}"),
+        }
+    }
 
     let status = wait(&child, signals.as_ref())?;
     let oom_killed = cg.get().oom_kills().unwrap_or(0) > 0;

@@ -93,7 +93,7 @@ pub struct ChildPlan {
     pub readonly_root: bool,
     pub cwd: CString,
     pub rlimits: Vec<(rustix::process::Resource, rustix::process::Rlimit)>,
-    pub terminal: Option<OwnedFd>,
+    pub terminal: Option<TerminalPlan>,
     pub stdio: Option<[i32; 3]>,
     pub caps: CapPlan,
     pub groups: Vec<rustix::process::Gid>,
@@ -106,6 +106,18 @@ pub struct ChildPlan {
     pub envp: CStrArray,
     /// Write end of the failure pipe (close-on-exec).
     pub report: Option<OwnedFd>,
+}
+
+/// `process.terminal`: the child allocates a pty in the container's own
+/// devpts (so `tty` names a `/dev/pts` path the container can see), makes
+/// it its controlling terminal and stdio, and sends the master end to the
+/// parent over `socket` (`SCM_RIGHTS`).
+#[derive(Debug)]
+pub struct TerminalPlan {
+    pub socket: OwnedFd,
+    /// `process.consoleSize`, set on the pty before the command starts.
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// The plan plus what preparing it changed in the rootfs.
@@ -276,7 +288,9 @@ pub struct PlanInput<'a> {
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub cgroup_procs: Vec<OwnedFd>,
-    pub terminal: Option<OwnedFd>,
+    /// The child's end of the socket the pty master is sent through; must
+    /// be given when the spec asks for a terminal.
+    pub terminal_socket: Option<OwnedFd>,
     /// Raw fds (kept open by the caller) to become the command's 0, 1, 2.
     pub stdio: Option<[i32; 3]>,
     pub init: bool,
@@ -287,7 +301,7 @@ pub fn prepare(input: PlanInput<'_>) -> Result<Prepared, RuntimeError> {
         spec,
         rootfs,
         cgroup_procs,
-        terminal,
+        terminal_socket,
         stdio,
         init,
     } = input;
@@ -525,6 +539,22 @@ pub fn prepare(input: PlanInput<'_>) -> Result<Prepared, RuntimeError> {
     };
 
     let rlimits = rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
+    let terminal = match (process.terminal().unwrap_or(false), terminal_socket) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(spec_err(
+                "`process.terminal` is set but the caller takes no terminal",
+            ));
+        }
+        (true, Some(socket)) => {
+            let size = process.console_size().clone();
+            Some(TerminalPlan {
+                socket,
+                rows: size.map(|s| s.height()).unwrap_or(0) as u16,
+                cols: size.map(|s| s.width()).unwrap_or(0) as u16,
+            })
+        }
+    };
     let propagation = match linux.rootfs_propagation().as_deref() {
         Some("shared") | Some("rshared") => MountPropagationFlags::SHARED,
         Some("slave") | Some("rslave") => MountPropagationFlags::DOWNSTREAM,
