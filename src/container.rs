@@ -208,8 +208,7 @@ fn new_id() -> String {
     let mut bytes = [0u8; 32];
     let mut filled = 0;
     while filled < bytes.len() {
-        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty())
-        {
+        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
             Ok(n) => filled += n,
             Err(rustix::io::Errno::INTR) => {}
             // getrandom(2) cannot fail on Linux ≥ 3.17 once the pool is
@@ -367,12 +366,7 @@ impl<'s> Container<'s> {
                 )));
             }
         }
-        if let Some(missing) = config
-            .rootfs
-            .layers
-            .iter()
-            .find(|id| !store.has_layer(id))
-        {
+        if let Some(missing) = config.rootfs.layers.iter().find(|id| !store.has_layer(id)) {
             return Err(ContainerError::LayerMissing {
                 image: config.rootfs.name.clone(),
                 layer: missing.clone(),
@@ -422,13 +416,12 @@ impl<'s> Container<'s> {
             upper: Some(held.upper()),
             work: Some(held.work()),
         };
-        let guard =
-            overlay
-                .mount(&merged, MountFlags::default())
-                .map_err(|source| ContainerError::Mount {
-                    id: self.record.id.clone(),
-                    source,
-                })?;
+        let guard = overlay
+            .mount(&merged, MountFlags::default())
+            .map_err(|source| ContainerError::Mount {
+                id: self.record.id.clone(),
+                source,
+            })?;
         self.mount = Some(guard);
         let held = self.held();
 
@@ -760,7 +753,10 @@ fn is_mounted(dir: &Path) -> bool {
 
 /// Undoes what a dead container left in the host: its rootfs mount, its
 /// cgroups in every hierarchy, and an OCI runtime's state for it.
-fn teardown_dead(held: &ContainerLock, record: Option<&ContainerRecord>) -> Result<(), ContainerError> {
+fn teardown_dead(
+    held: &ContainerLock,
+    record: Option<&ContainerRecord>,
+) -> Result<(), ContainerError> {
     let dir = held.dir();
     if let Some(runtime) = record.and_then(|r| r.runtime.as_ref())
         && dir.join("runtime").join(held.id()).exists()
@@ -852,7 +848,9 @@ pub fn find(store: &Store, input: &str) -> Result<crate::store::ContainerEntry, 
     let matches: Vec<_> = if input.is_empty() {
         Vec::new()
     } else {
-        all.into_iter().filter(|e| e.id.starts_with(input)).collect()
+        all.into_iter()
+            .filter(|e| e.id.starts_with(input))
+            .collect()
     };
     match matches.len() {
         0 => Err(ContainerError::NotFound(input.to_owned())),

@@ -154,7 +154,8 @@ fn terminal(t: &super::plan::TerminalPlan) -> Result<(), Errno> {
             },
         )?;
     }
-    let user_side = rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    let user_side =
+        rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
     rustix::process::setsid()?;
     rustix::process::ioctl_tiocsctty(&user_side)?;
     let raw = std::os::fd::AsRawFd::as_raw_fd(&user_side);
@@ -251,22 +252,20 @@ fn run_step(step: &Step) -> Result<(), Errno> {
         Step::Symlink { target, link } => {
             rustix::fs::symlinkat(target.as_c_str(), rustix::fs::CWD, link.as_c_str())
         }
-        Step::Mask { path } => match rustix::fs::stat(path.as_c_str()) {
+        Step::Mask { path, null } => match rustix::fs::stat(path.as_c_str()) {
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(e),
             Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => {
+                // As runc: read-only is all it takes, the tmpfs is empty.
                 rustix::mount::mount(
                     c"tmpfs",
                     path.as_c_str(),
                     c"tmpfs",
-                    MountFlags::RDONLY
-                        | MountFlags::NOSUID
-                        | MountFlags::NODEV
-                        | MountFlags::NOEXEC,
+                    MountFlags::RDONLY,
                     None,
                 )
             }
-            Ok(_) => rustix::mount::mount_bind(c"/dev/null", path.as_c_str()),
+            Ok(_) => rustix::mount::mount_bind(null.as_c_str(), path.as_c_str()),
         },
         Step::ReadOnly { path } => {
             match rustix::mount::mount_bind_recursive(path.as_c_str(), path.as_c_str()) {

@@ -59,10 +59,13 @@ pub enum Step {
         target: CString,
         link: CString,
     },
-    /// Hides a path: `/dev/null` over a file, an empty read-only tmpfs over
-    /// a directory, nothing if it does not exist.
+    /// Hides a path: `null` (the container's own `/dev/null` when it has a
+    /// `/dev` tmpfs, so no host device shows in its mount table) over a
+    /// file, an empty read-only tmpfs over a directory, nothing if it does
+    /// not exist.
     Mask {
         path: CString,
+        null: CString,
     },
     /// Bind-mounts a path on itself read-only; nothing if it does not exist.
     ReadOnly {
@@ -471,8 +474,19 @@ pub fn prepare(input: PlanInput<'_>) -> Result<Prepared, RuntimeError> {
             dev_nodes(&target, &mut steps, &mut names)?;
         }
     }
+    let has_dev_tmpfs = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs"));
+    let null = if has_dev_tmpfs {
+        cstr(rootfs.join("dev/null").as_os_str().as_bytes())?
+    } else {
+        cstr("/dev/null")?
+    };
     for p in linux.masked_paths().clone().unwrap_or_default() {
         steps.push(Step::Mask {
+            null: null.clone(),
             path: cstr(
                 rootfs
                     .join(p.trim_start_matches('/'))

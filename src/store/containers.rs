@@ -131,7 +131,10 @@ pub struct ContainerEntry {
 
 /// Whether `id` is a valid container ID (64 lowercase hex digits).
 pub fn is_container_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -157,10 +160,7 @@ impl Store {
     /// Creates `containers/<id>/` with `upper/`, `work/`, `merged/` and
     /// the record, and returns it locked by this process. Fails if the
     /// directory or the name is taken.
-    pub fn create_container(
-        &self,
-        record: &ContainerRecord,
-    ) -> Result<ContainerLock, StoreError> {
+    pub fn create_container(&self, record: &ContainerRecord) -> Result<ContainerLock, StoreError> {
         if !is_valid_container_name(&record.name) {
             return Err(StoreError::BadContainerName(record.name.clone()));
         }
@@ -320,7 +320,10 @@ mod tests {
         let held = store.create_container(&record('a', "one")).unwrap();
         assert!(held.upper().is_dir() && held.work().is_dir() && held.merged().is_dir());
         let err = store.create_container(&record('b', "one")).unwrap_err();
-        assert!(matches!(err, StoreError::ContainerNameInUse { .. }), "{err}");
+        assert!(
+            matches!(err, StoreError::ContainerNameInUse { .. }),
+            "{err}"
+        );
         let list = store.list_containers().unwrap();
         assert_eq!(list.len(), 1);
         assert!(list[0].alive, "held by this process");

@@ -40,7 +40,9 @@ pub enum StoreError {
     },
     #[error("`{0}` is not a container ID (64 lowercase hex digits)")]
     BadContainerId(String),
-    #[error("`{0}` is not a valid container name (letters, digits, `_`, `.`, `-`; starting with a letter or digit)")]
+    #[error(
+        "`{0}` is not a valid container name (letters, digits, `_`, `.`, `-`; starting with a letter or digit)"
+    )]
     BadContainerName(String),
     #[error("the container name `{name}` is already used by container {}; remove it with `builder rm {name}` or pick another name", &id[..12])]
     ContainerNameInUse { name: String, id: String },

@@ -12,8 +12,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -113,7 +113,8 @@ impl RawMode {
         let fd = fd
             .try_clone_to_owned()
             .map_err(|e| io::Error::new(e.kind(), format!("dup terminal: {e}")))?;
-        let saved = rustix::termios::tcgetattr(&fd).map_err(|e| error("tcgetattr", "terminal", e))?;
+        let saved =
+            rustix::termios::tcgetattr(&fd).map_err(|e| error("tcgetattr", "terminal", e))?;
         let mut raw = saved.clone();
         raw.make_raw();
         rustix::termios::tcsetattr(&fd, rustix::termios::OptionalActions::Now, &raw)
