@@ -26,7 +26,9 @@
 //! overlay mount, the cgroup and the directory remain. [`reap`] (run by the
 //! next builder command) unmounts and removes the cgroup, and deletes the
 //! directory of an `--rm` container or marks the others `killed`;
-//! [`remove_dead`] (prune) deletes them all.
+//! [`remove_dead`] (prune) deletes them all. A cgroup whose store is gone
+//! (so no record leads to it) is removed by any builder once it is empty
+//! and a minute old.
 //!
 //! Terms: a container's *ID* is 64 hex digits (the first 12 are the short
 //! ID and the default hostname); its *name* is unique in the store.
@@ -50,6 +52,10 @@ use crate::store::{ContainerLock, ContainerRecord, ContainerState, Store, StoreE
 use crate::sys;
 
 pub use crate::runtime::Outcome;
+
+/// Age after which an empty container cgroup that no store knows about is
+/// removed by any builder command (see `cgroup::remove_abandoned`).
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
 /// How long teardown waits for a dying container's cgroup to empty.
 const CGROUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -813,6 +819,9 @@ pub fn reap(store: &Store) -> Result<Vec<String>, ContainerError> {
         }
         tracing::info!("cleaned up container {} left by a killed builder", entry.id);
         reaped.push(entry.id);
+    }
+    if let Ok(mode) = cgroup::host_mode() {
+        cgroup::remove_abandoned(Path::new(cgroup::ROOT), mode, ABANDONED_AFTER);
     }
     Ok(reaped)
 }

@@ -44,6 +44,24 @@ fn at(stage: Stage) -> impl Fn(Errno) -> ChildFailure {
 }
 
 fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, ChildFailure> {
+    // First of all: die with builder. If builder died before this line,
+    // the signal will never come; its pidfd then reads as exited (getppid
+    // cannot tell: the parent is outside our PID namespace, so it is 0).
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(at(Stage::ParentDeath))?;
+    if let Some(parent) = &plan.parent {
+        let mut fds = [rustix::event::PollFd::new(
+            parent,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut fds, Some(&zero)).unwrap_or(0) > 0 {
+            sys::process::exit_now(125);
+        }
+    }
     for fd in &plan.cgroup_procs {
         rustix::io::write(fd, b"0").map_err(at(Stage::JoinCgroup))?;
     }
@@ -89,9 +107,6 @@ fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, ChildFailure> {
     if let Some(t) = &plan.terminal {
         terminal(t).map_err(at(Stage::Terminal))?;
     }
-    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .map_err(at(Stage::ParentDeath))?;
-
     // Credentials (runc's order): shrink the bounding set, keep permitted
     // caps across setuid, switch ids, then set the final sets.
     for &cap in &plan.caps.drop_bounding {

@@ -86,6 +86,10 @@ pub struct CapPlan {
 /// Everything the child needs, prepared by the parent.
 #[derive(Debug)]
 pub struct ChildPlan {
+    /// A pidfd of the parent process: the child checks it right after
+    /// setting its parent-death signal, which is not inherited and so
+    /// misses a parent that died before it was set.
+    pub parent: Option<OwnedFd>,
     pub cgroup_procs: Vec<OwnedFd>,
     pub new_cgroupns: bool,
     pub hostname: Option<CString>,
@@ -576,6 +580,11 @@ pub fn prepare(input: PlanInput<'_>) -> Result<Prepared, RuntimeError> {
     } | MountPropagationFlags::REC;
 
     let plan = ChildPlan {
+        parent: rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .ok(),
         cgroup_procs,
         new_cgroupns,
         hostname: spec.hostname().as_deref().map(cstr).transpose()?,

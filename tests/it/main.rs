@@ -8,4 +8,5 @@ mod support; // registries, fixtures, the builder runner (shared by all areas)
 
 mod pull; // `builder pull` end to end: rootfs vs umoci, TLS/auth, platforms, kill -9, concurrency
 mod pull_faults; // `builder pull` through the fault proxy: Bearer challenge, tampered blobs
+mod run; // `builder run` / `ps` / `rm` end to end: exit codes, signals, pty, users, teardown after kill -9, runc parity
 mod store; // the store after real pulls vs store-layout.md

@@ -337,6 +337,52 @@ pub fn remove_everywhere(
     Ok(())
 }
 
+/// Removes, in every hierarchy, the container cgroups under `builder/`
+/// that hold no process and are older than `min_age`, then the emptied
+/// parents. These are left by a builder killed while its store was
+/// deleted (or never used again), so no container record leads to them. A
+/// live container's cgroup holds its process from the first instant of its
+/// life, and a cgroup with a process cannot be removed anyway (`EBUSY`);
+/// the age keeps clear of one being created right now. Returns how many
+/// were removed.
+pub fn remove_abandoned(root: &Path, mode: Mode, min_age: Duration) -> usize {
+    let hierarchies: Vec<PathBuf> = match mode {
+        Mode::Unified => vec![root.to_owned()],
+        Mode::Hybrid | Mode::Legacy => std::fs::read_dir(root)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut removed = 0;
+    for h in hierarchies {
+        let parent = h.join(PARENT);
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() >= min_age);
+            let empty = std::fs::read_to_string(e.path().join("cgroup.procs"))
+                .is_ok_and(|p| p.trim().is_empty());
+            if old && empty && std::fs::remove_dir(e.path()).is_ok() {
+                tracing::debug!("removed abandoned cgroup `{}`", e.path().display());
+                removed += 1;
+            }
+        }
+        remove_parent_if_empty(&parent);
+    }
+    removed
+}
+
 /// `rmdir` of a cgroup, retrying while it is busy (processes still dying):
 /// `nudge` runs between attempts, until `timeout` after `start`.
 fn remove_dir_retrying(
