@@ -6,6 +6,7 @@ mod registry; // the registry client against docker-registry and the fault proxy
 mod runtime; // the container runtime on a busybox overlay rootfs: isolation, limits, users, exit codes, runc parity
 mod support; // registries, fixtures, the builder runner (shared by all areas)
 
+mod progress; // what `builder pull` prints: bars on a terminal, lines in CI, -q
 mod pull; // `builder pull` end to end: rootfs vs umoci, TLS/auth, platforms, kill -9, concurrency
 mod pull_faults; // `builder pull` through the fault proxy: Bearer challenge, tampered blobs
 mod store; // the store after real pulls vs store-layout.md
