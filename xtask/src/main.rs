@@ -341,12 +341,13 @@ fn demo() -> Result {
         run_silently(builder_cmd(&["inspect", &image]))?;
         run_silently(builder_cmd(&["check"]))?;
         println!(
-            "\nThe store's oci/ is an OCI image layout, so skopeo reads it directly:\n$ ls {0}\n$ skopeo inspect oci:{0}/oci:{image}",
+            "\nThe store's oci/ is an OCI image layout, so skopeo reads it directly:\n$ ls {}",
             store.display()
         );
         let mut ls = Command::new("ls");
         ls.arg(&store);
         run_silently(ls)?;
+        println!("$ skopeo inspect oci:{}/oci:{image}", store.display());
         let mut skopeo = Command::new("skopeo");
         skopeo
             .arg("inspect")
