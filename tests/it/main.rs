@@ -1,7 +1,8 @@
 //! The one integration-test binary. Each module is a feature area.
 
 mod check; // `builder check` detects every kind of store corruption it claims to
-mod fault_proxy; // loopback server injecting what a real registry won't: token challenges, tampering, 5xx, cuts
+mod fault_proxy;
+mod images; // tag, rmi, inspect by ID, prune keeping what is referenced // loopback server injecting what a real registry won't: token challenges, tampering, 5xx, cuts
 mod mount; // overlay mounts (new API and legacy), guards
 mod registry; // the registry client against docker-registry and the fault proxy
 mod runtime; // the container runtime on a busybox overlay rootfs: isolation, limits, users, exit codes, runc parity
