@@ -523,7 +523,7 @@ fn bench(args: &[String]) -> Result {
         println!("(fewer than 5 runs: BENCHMARKS.md not written)");
     } else {
         write_bench_section("pull", &report)?;
-        println!("wrote {}", path.display());
+        println!("wrote the pull section of BENCHMARKS.md");
     }
     Ok(())
 }
