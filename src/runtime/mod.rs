@@ -214,8 +214,27 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &RunOptions) -> Result<Outcome, Run
         &limits,
     )?));
 
+    // A v2 cgroup is entered at birth (CLONE_INTO_CGROUP); v1 ones by the
+    // child writing to `cgroup.procs` first thing.
+    let cgroup_dir = match cg.get().v2_dir() {
+        Some(dir) => Some(
+            std::fs::File::open(dir)
+                .map(OwnedFd::from)
+                .map_err(|source| CgroupError::Write {
+                    path: dir.to_owned(),
+                    value: "CLONE_INTO_CGROUP".into(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let mut procs = Vec::new();
-    for f in cg.get().procs_files() {
+    let v1_procs = if cgroup_dir.is_some() {
+        Vec::new()
+    } else {
+        cg.get().procs_files()
+    };
+    for f in v1_procs {
         let fd = std::fs::OpenOptions::new()
             .write(true)
             .open(&f)
@@ -261,9 +280,13 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &RunOptions) -> Result<Outcome, Run
         None
     };
 
-    let child =
-        sys::process::clone_child(prepared.clone_flags, None, init::child_main, &prepared.plan)
-            .map_err(|source| RuntimeError::Spawn { source })?;
+    let child = sys::process::clone_child(
+        prepared.clone_flags,
+        cgroup_dir.as_ref().map(|fd| fd.as_fd()),
+        init::child_main,
+        &prepared.plan,
+    )
+    .map_err(|source| RuntimeError::Spawn { source })?;
     // The child has its copies; ours would keep the pipe from reaching EOF.
     prepared.plan.report = None;
     prepared.plan.cgroup_procs.clear();

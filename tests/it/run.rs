@@ -132,10 +132,15 @@ fn wait_running(env: &TestEnv, min_procs: usize) -> (String, Vec<u32>) {
     process::wait_for(Duration::from_secs(20), || {
         let ids = container_ids(env);
         let id = ids.first()?;
-        // v1 (this machine: hybrid) or unified.
-        let procs = ["/sys/fs/cgroup/pids/builder", "/sys/fs/cgroup/builder"]
-            .iter()
-            .find_map(|p| fs::read_to_string(Path::new(p).join(id).join("cgroup.procs")).ok())?;
+        // Hybrid without limits: the unified hierarchy; with limits: v1
+        // `pids`; a unified host: the root.
+        let procs = [
+            "/sys/fs/cgroup/unified/builder",
+            "/sys/fs/cgroup/pids/builder",
+            "/sys/fs/cgroup/builder",
+        ]
+        .iter()
+        .find_map(|p| fs::read_to_string(Path::new(p).join(id).join("cgroup.procs")).ok())?;
         let pids: Vec<u32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
         (pids.len() >= min_procs).then(|| (id.clone(), pids))
     })
@@ -614,7 +619,7 @@ fn kill_9_of_builder_is_cleaned_up_by_the_next_command() {
 #[test]
 fn abandoned_cgroups_are_removed() {
     let env = TestEnv::new();
-    let parent = Path::new("/sys/fs/cgroup/pids/builder");
+    let parent = Path::new("/sys/fs/cgroup/unified/builder");
     let ids = [
         format!("{:064x}", std::process::id()),
         format!("{:063x}f", std::process::id()),

@@ -8,6 +8,14 @@
 //!   cgroup2 `unified/` (this machine); limits go to the v1 controllers;
 //! - legacy: a tmpfs with v1 controllers only.
 //!
+//! In hybrid mode a container without limits gets a cgroup in the unified
+//! (v2) hierarchy only, which needs no controller to track and kill its
+//! processes: the child is then born in it (`clone3(CLONE_INTO_CGROUP)`),
+//! whereas joining a v1 cgroup means a write to `cgroup.procs`, which takes
+//! the kernel's cgroup-wide threadgroup lock for writing and waits for an
+//! RCU grace period — up to ~10 ms on a busy machine, more than the rest of
+//! a container start.
+//!
 //! Every function takes the root it works under, so the v2 code runs in unit
 //! tests against a plain temp directory of files, and detection runs against
 //! fake roots. Invariants: a [`Cgroup`] never outlives [`Cgroup::remove`]
@@ -74,6 +82,11 @@ impl Limits {
             cpu_quota: cpu.and_then(|c| c.quota()).filter(|&v| v > 0),
             cpu_period: cpu.and_then(|c| c.period()),
         }
+    }
+
+    /// Whether no limit at all is set.
+    pub fn is_unlimited(&self) -> bool {
+        self.memory.is_none() && self.pids.is_none() && self.cpu_quota.is_none()
     }
 
     /// Memory + swap as applied: the requested value, else equal to memory.
@@ -175,6 +188,9 @@ impl Cgroup {
     ) -> Result<Cgroup, CgroupError> {
         match mode {
             Mode::Unified => v2::Cgroup::create(root, id, limits).map(Cgroup::V2),
+            Mode::Hybrid if limits.is_unlimited() => {
+                v2::Cgroup::create(&root.join("unified"), id, limits).map(Cgroup::V2)
+            }
             Mode::Hybrid | Mode::Legacy => v1::Cgroup::create(root, id, limits).map(Cgroup::V1),
         }
     }
