@@ -286,8 +286,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub cpus: Option<f64>,
 
-    /// Bind-mount a host directory or file: HOST:CONTAINER[:ro]
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "HOST:CONTAINER[:ro]",
+        help = "Bind-mount a host directory or file: HOST:CONTAINER[:ro]"
+    )]
     pub volumes: Vec<String>,
 
     /// Mount an empty tmpfs at PATH

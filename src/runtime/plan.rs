@@ -565,7 +565,7 @@ pub fn prepare(input: PlanInput<'_>) -> Result<Prepared, RuntimeError> {
             ));
         }
         (true, Some(socket)) => {
-            let size = process.console_size().clone();
+            let size = process.console_size();
             Some(TerminalPlan {
                 socket,
                 rows: size.map(|s| s.height()).unwrap_or(0) as u16,
