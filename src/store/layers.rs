@@ -70,6 +70,12 @@ impl Store {
                 return Ok(LayerCommit::AlreadyPresent);
             }
             if dst.exists() {
+                // Another committer may have published it between the check
+                // above and this one (its rename makes a complete layer
+                // appear at once): then it is not a leftover.
+                if self.has_layer(diff_id) {
+                    return Ok(LayerCommit::AlreadyPresent);
+                }
                 // A crash leftover of an interrupted `prune`: no live process
                 // owns it (prune runs alone), so move it aside.
                 self.move_to_trash(&dst)?;

@@ -546,8 +546,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::create_dir(t.path().join("pids")).unwrap();
         let parent = t.path().join("pids").join(PARENT);
-        let a = Cgroup::create(t.path(), Mode::Hybrid, "a", &Limits::default()).unwrap();
-        let b = Cgroup::create(t.path(), Mode::Hybrid, "b", &Limits::default()).unwrap();
+        let a = Cgroup::create(t.path(), Mode::Legacy, "a", &Limits::default()).unwrap();
+        let b = Cgroup::create(t.path(), Mode::Legacy, "b", &Limits::default()).unwrap();
         a.remove(Duration::from_secs(1)).unwrap();
         assert!(parent.join("b").is_dir() && !parent.join("a").exists());
         b.remove(Duration::from_secs(1)).unwrap();
