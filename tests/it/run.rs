@@ -56,9 +56,15 @@ fn env_with_busybox() -> (TestEnv, String) {
 fn run_expect(env: &TestEnv, args: &[&str], code: i32) -> Run {
     let mut full = vec!["run", "--rm"];
     full.extend_from_slice(args);
+    let before = container_ids(env);
     let run = env.builder(&full);
     assert_eq!(run.status.code(), Some(code), "exit status:\n{run}");
     assert_torn_down(env);
+    assert_eq!(
+        container_ids(env),
+        before,
+        "--rm left a container directory"
+    );
     run
 }
 
@@ -181,6 +187,26 @@ fn exit_codes() {
     assert_eq!(status.code(), Some(137));
     assert_torn_down(&env);
     assert!(container_ids(&env).is_empty(), "--rm left its directory");
+}
+
+#[test]
+fn stdin_is_connected_only_with_interactive() {
+    let (env, image) = env_with_busybox();
+    let with = env
+        .builder_stdin(
+            &["run", "--rm", "-i", &image, "sh", "-c", "cat; echo end"],
+            "hello\n",
+        )
+        .success();
+    assert_eq!(with.stdout, "hello\nend\n");
+    let without = env
+        .builder_stdin(
+            &["run", "--rm", &image, "sh", "-c", "cat; echo end"],
+            "hello\n",
+        )
+        .success();
+    assert_eq!(without.stdout, "end\n", "stdin is /dev/null without -i");
+    assert_torn_down(&env);
 }
 
 #[test]
@@ -538,6 +564,9 @@ fn rm_refuses_a_running_container_unless_forced() {
     let (env, image) = env_with_busybox();
     let mut child = env.spawn(&["run", "--name", "busy", &image, "sleep", "2468"]);
     wait_running(&env, 1);
+    let ps = env.builder(&["ps"]).success();
+    let line = ps.out().lines().nth(1).unwrap_or_else(|| panic!("{ps}"));
+    assert!(line.contains(" busy ") && line.contains("Up "), "{ps}");
     env.builder(&["rm", "busy"])
         .failure()
         .stderr_has("is running");
