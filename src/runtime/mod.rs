@@ -4,14 +4,22 @@
 //!
 //! Lifecycle of [`run`]: create the cgroup (`cgroup`) → prepare the
 //! [`plan::ChildPlan`] (resolve and create mount points in the rootfs) →
-//! `clone3` with the namespace flags → the child (`init`) joins the
-//! cgroup, mounts, `pivot_root`s, drops privileges and `execve`s → the
-//! parent reads the failure pipe (EOF = exec succeeded), forwards
-//! SIGINT/SIGTERM/SIGHUP/SIGQUIT, waits through a pidfd → reads OOM kills
-//! → kills what is left in the cgroup and removes it. PID 1 of the new PID
+//! `clone3` with the namespace flags (and `CLONE_INTO_CGROUP` for a v2
+//! cgroup) → the child (`init`) sets its parent-death signal and checks
+//! builder is still alive, joins a v1 cgroup, mounts, `pivot_root`s,
+//! allocates its pty when asked, drops privileges and `execve`s → the
+//! parent reads the failure pipe (EOF = exec succeeded), receives the pty
+//! master (`RunOptions::terminal`), forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT,
+//! waits through a pidfd → reads OOM kills → kills what is left in the
+//! cgroup and removes it. PID 1 of the new PID
 //! namespace is the command (or a tiny init), so when it exits the kernel
 //! kills every other process of the container; the cgroup kill is the
 //! second line.
+//!
+//! Terminal (`process.terminal`): the pty comes from the container's own
+//! devpts instance, opened by the child after `pivot_root`, so `tty` in the
+//! container names a `/dev/pts/N` it can see; the child sends the master
+//! over a unix socket (`SCM_RIGHTS`) and closes its copy before exec.
 //!
 //! Why clone in-process and not a re-exec of our binary: builder may have
 //! other threads (downloads, progress bars) when it runs a container. A
