@@ -779,7 +779,12 @@ fn teardown_dead(
     let mode = cgroup::host_mode()?;
     cgroup::remove_everywhere(Path::new(cgroup::ROOT), mode, held.id(), CGROUP_TIMEOUT)?;
     // Unmount after the processes are gone, so the mount is not busy.
-    while is_mounted(dir) {
+    // (Several mounts may be stacked there; a bounded loop, in case one
+    // cannot be seen to go.)
+    for _ in 0..8 {
+        if !is_mounted(dir) {
+            break;
+        }
         mount::unmount(&held.merged()).map_err(|source| ContainerError::Mount {
             id: held.id().to_owned(),
             source,

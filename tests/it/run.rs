@@ -1027,6 +1027,23 @@ fn runc_gives_the_same_answers() {
         );
         assert!(ours.contains("probe"), "{ours}");
     }
+    // runc made the container's cgroups (cgroupsPath /builder/<id> in every
+    // hierarchy); none is left, nor an empty `builder/` of ours.
+    env.builder(&[
+        "run",
+        "--name",
+        "by-runc",
+        "--runtime",
+        "runc",
+        &image,
+        "true",
+    ])
+    .success();
+    let ids = container_ids(&env);
+    assert_eq!(ids.len(), 1);
+    assert_eq!(cgroups_of(&ids[0]), Vec::<PathBuf>::new());
+    env.builder(&["rm", "by-runc"]).success();
+    assert_torn_down(&env);
 }
 
 // ------------------------------------------------------------ terminal
