@@ -59,7 +59,10 @@ pub fn decoder<'a, R: Read + 'a>(
 
 /// The level to use: `level` or the default for `compression`; checked
 /// against what the codec accepts. `None` for [`Compression::None`].
-pub fn effective_level(compression: Compression, level: Option<i32>) -> Result<Option<i32>, String> {
+pub fn effective_level(
+    compression: Compression,
+    level: Option<i32>,
+) -> Result<Option<i32>, String> {
     match compression {
         Compression::None => Ok(None),
         Compression::Gzip => {
@@ -90,7 +93,9 @@ pub fn effective_level(compression: Compression, level: Option<i32>) -> Result<O
 /// an error path, [`Encoder::abort`] stops its threads without panicking.
 pub enum Encoder<'s, W: Write + Send + 's> {
     None(W),
-    Gzip(ParCompress<'s, Gzip, W>),
+    /// The flag is set once a write failed: `gzp` has then shut down and
+    /// must not be called again (it would panic).
+    Gzip(ParCompress<'s, Gzip, W>, bool),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -116,13 +121,11 @@ impl<'s, W: Write + Send + 's> Encoder<'s, W> {
                     .and_then(|b| b.num_threads(threads))
                     .map_err(gzp_error)?
                     .compression_level(flate2::Compression::new(level));
-                Self::Gzip(builder.from_borrowed_writer(out, scope))
+                Self::Gzip(builder.from_borrowed_writer(out, scope), false)
             }
             Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(
-                    out,
-                    level.unwrap_or(ZSTD_DEFAULT_LEVEL),
-                )?;
+                let mut enc =
+                    zstd::stream::write::Encoder::new(out, level.unwrap_or(ZSTD_DEFAULT_LEVEL))?;
                 enc.multithread(threads as u32)?;
                 Self::Zstd(enc)
             }
@@ -133,7 +136,10 @@ impl<'s, W: Write + Send + 's> Encoder<'s, W> {
     pub fn finish(self) -> io::Result<W> {
         match self {
             Self::None(w) => Ok(w),
-            Self::Gzip(mut z) => z.finish().map_err(gzp_error),
+            Self::Gzip(_, true) => Err(io::Error::other(
+                "parallel gzip already failed; the stream is incomplete",
+            )),
+            Self::Gzip(mut z, false) => z.finish().map_err(gzp_error),
             Self::Zstd(z) => z.finish(),
         }
     }
@@ -142,7 +148,7 @@ impl<'s, W: Write + Send + 's> Encoder<'s, W> {
     /// garbage. (Dropping a `gzp` writer unfinished would panic if its
     /// writer thread had failed.)
     pub fn abort(self) {
-        if let Self::Gzip(mut z) = self
+        if let Self::Gzip(mut z, false) = self
             && let Err(e) = z.finish()
         {
             tracing::debug!(error = %e, "parallel gzip stopped after an error");
@@ -154,7 +160,8 @@ impl<'s, W: Write + Send + 's> Write for Encoder<'s, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Self::None(w) => w.write(buf),
-            Self::Gzip(z) => z.write(buf),
+            Self::Gzip(_, true) => Err(io::Error::other("parallel gzip already failed")),
+            Self::Gzip(z, failed) => z.write(buf).inspect_err(|_| *failed = true),
             Self::Zstd(z) => z.write(buf),
         }
     }
@@ -165,7 +172,7 @@ impl<'s, W: Write + Send + 's> Write for Encoder<'s, W> {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::None(w) => w.flush(),
-            Self::Gzip(_) | Self::Zstd(_) => Ok(()),
+            Self::Gzip(..) | Self::Zstd(_) => Ok(()),
         }
     }
 }

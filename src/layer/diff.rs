@@ -77,7 +77,8 @@ pub struct DiffOptions {
     pub compression: Compression,
     /// Compression level; `None` is gzip 6 / zstd 3.
     pub level: Option<i32>,
-    /// `SOURCE_DATE_EPOCH`: every later mtime is clamped to it.
+    /// `SOURCE_DATE_EPOCH`: every later mtime is clamped to it. (The gzip
+    /// header's mtime is always 0, so it needs no clamping.)
     pub timestamp: Option<i64>,
     /// The namespace the overlay was mounted with (`userxattr` → `User`).
     pub overlay_xattr: OverlayXattr,
@@ -138,17 +139,27 @@ pub fn diff<W: Write + Send>(
         let encoder = Encoder::new(opts.compression, opts.level, opts.threads, sink, scope)
             .map_err(|source| LayerError::Write { source })?;
         let mut tar = BufWriter::with_capacity(WRITE_BUFFER, HashingWriter::new(encoder));
+        // On any error the compressor is aborted, never dropped unfinished
+        // (see `Encoder::abort`); `into_parts` gets it back without another
+        // write.
+        let abort =
+            |tar: BufWriter<HashingWriter<Encoder<'_, _>>>| tar.into_parts().0.finish().2.abort();
         let entries = match write_all(&mut tar, upper, &items) {
             Ok(n) => n,
             Err(e) => {
-                if let Ok(hashing) = tar.into_inner() {
-                    hashing.finish().2.abort();
-                }
+                abort(tar);
                 return Err(e);
             }
         };
         let write_err = |source| LayerError::Write { source };
-        let hashing = tar.into_inner().map_err(|e| write_err(e.into_error()))?;
+        let hashing = match tar.into_inner() {
+            Ok(h) => h,
+            Err(e) => {
+                let source = io::Error::new(e.error().kind(), e.error().to_string());
+                abort(e.into_inner());
+                return Err(write_err(source));
+            }
+        };
         let (diff_id, _, encoder) = hashing.finish();
         let mut sink = encoder.finish().map_err(write_err)?;
         sink.flush().map_err(write_err)?;
@@ -181,7 +192,9 @@ const MAX_OCTAL_12: u64 = 0o77777777777;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Body {
     Dir,
-    File { size: u64 },
+    File {
+        size: u64,
+    },
     /// A later member of a hard link group: links to this tar name.
     Hardlink(Vec<u8>),
     Symlink(Vec<u8>),
@@ -305,10 +318,12 @@ impl Walker<'_> {
                     "its name starts with `.wh.`, which in a layer means a whiteout".into(),
                 ));
             }
-            let md = std::fs::symlink_metadata(child.path()).map_err(|e| self.read_err(&crel, e))?;
+            let md =
+                std::fs::symlink_metadata(child.path()).map_err(|e| self.read_err(&crel, e))?;
             let ft = md.file_type();
             let rdev = (rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev()));
-            let is_whiteout = ft.is_char_device() && whiteout::is_overlay_whiteout_dev(rdev.0, rdev.1);
+            let is_whiteout =
+                ft.is_char_device() && whiteout::is_overlay_whiteout_dev(rdev.0, rdev.1);
             let excluded = self.exclude.contains(&crel);
             let mut item = Item {
                 key: crel.clone(),
@@ -373,7 +388,8 @@ impl Walker<'_> {
             item.body = if ft.is_file() {
                 Body::File { size: md.len() }
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(child.path()).map_err(|e| self.read_err(&crel, e))?;
+                let target =
+                    std::fs::read_link(child.path()).map_err(|e| self.read_err(&crel, e))?;
                 Body::Symlink(target.as_os_str().as_bytes().to_vec())
             } else if ft.is_fifo() {
                 Body::Fifo
@@ -404,7 +420,11 @@ impl Walker<'_> {
     /// The xattrs to emit (overlay's own removed) and whether the entry is
     /// an opaque directory; refuses overlay features a layer cannot say.
     #[allow(clippy::type_complexity)]
-    fn xattrs(&self, path: &Path, rel: &[u8]) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool), LayerError> {
+    fn xattrs(
+        &self,
+        path: &Path,
+        rel: &[u8],
+    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool), LayerError> {
         let all = sysfs::lxattrs(path).map_err(|e| self.read_err(rel, e))?;
         let ns: &[u8] = match self.opts.overlay_xattr {
             OverlayXattr::Trusted => b"trusted.overlay.",
@@ -435,7 +455,10 @@ impl Walker<'_> {
             if name.contains(&b'=') {
                 return Err(self.refuse(
                     rel,
-                    format!("its xattr name `{}` contains `=`", String::from_utf8_lossy(&name)),
+                    format!(
+                        "its xattr name `{}` contains `=`",
+                        String::from_utf8_lossy(&name)
+                    ),
                 ));
             }
             keep.push((name, value));
@@ -456,7 +479,11 @@ impl Walker<'_> {
                             rustix::fs::minor(rdev),
                         ));
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) => {}
                 // Unknown: emitting the whiteout is the safe answer.
                 Err(_) => return true,
             }
@@ -597,7 +624,11 @@ fn header(item: &Item, name: &[u8], pax: &mut Vec<u8>) -> tar::Header {
     }
     h.set_mode(item.mode);
     for (key, value, set) in [
-        (&b"uid"[..], item.uid, tar::Header::set_uid as fn(&mut tar::Header, u64)),
+        (
+            &b"uid"[..],
+            item.uid,
+            tar::Header::set_uid as fn(&mut tar::Header, u64),
+        ),
         (&b"gid"[..], item.gid, tar::Header::set_gid),
     ] {
         if u64::from(value) <= MAX_OCTAL_8 {
@@ -687,13 +718,18 @@ fn split_ustar(name: &[u8]) -> Option<(&[u8], &[u8])> {
         .rev()
         .filter(|&i| body[i] == b'/')
         .map(|i| (&name[..i], &name[i + 1..]))
-        .find(|(pre, rest)| !pre.is_empty() && pre.len() <= 155 && !rest.is_empty() && rest.len() <= 100)
+        .find(|(pre, rest)| {
+            !pre.is_empty() && pre.len() <= 155 && !rest.is_empty() && rest.len() <= 100
+        })
 }
 
 /// `a/./b/` or `/a/b` → `a/b`.
 fn normalize_relative(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
-    for comp in raw.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+    for comp in raw
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+    {
         if !out.is_empty() {
             out.push(b'/');
         }

@@ -201,7 +201,8 @@ fn diff_of_a_real_overlay_upper_applies_back_to_the_merged_view() {
     // Apply: unpack as a new top layer, mount it over the same lowers.
     let layer_dir = tmp.path().join("layer");
     mkdir(&layer_dir, 0o755);
-    let unpacked = layer::unpack(&mut &tar_bytes[..], &layer_dir, &UnpackOptions::default()).unwrap();
+    let unpacked =
+        layer::unpack(&mut &tar_bytes[..], &layer_dir, &UnpackOptions::default()).unwrap();
     assert_eq!(unpacked.entries, expected.len() as u64);
     let applied = tmp.path().join("applied");
     mkdir(&applied, 0o755);

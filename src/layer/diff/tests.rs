@@ -67,10 +67,26 @@ fn rich_tar() -> Vec<u8> {
     };
     use tar::EntryType as E;
     add(E::Directory, "etc", b"", 0o755, (0, 0), None, &[]);
-    add(E::Regular, "etc/passwd", b"root:x:0:0\n", 0o644, (0, 0), None, &[]);
+    add(
+        E::Regular,
+        "etc/passwd",
+        b"root:x:0:0\n",
+        0o644,
+        (0, 0),
+        None,
+        &[],
+    );
     add(E::Regular, "etc/.wh.gone", b"", 0o644, (0, 0), None, &[]);
     add(E::Directory, "opq", b"", 0o750, (12, 34), None, &[]);
-    add(E::Regular, "opq/.wh..wh..opq", b"", 0o644, (0, 0), None, &[]);
+    add(
+        E::Regular,
+        "opq/.wh..wh..opq",
+        b"",
+        0o644,
+        (0, 0),
+        None,
+        &[],
+    );
     add(E::Regular, "opq/new", b"new", 0o600, (12, 34), None, &[]);
     add(E::Directory, "bin", b"", 0o755, (0, 0), None, &[]);
     add(
@@ -80,22 +96,65 @@ fn rich_tar() -> Vec<u8> {
         0o4755,
         (0, 0),
         None,
-        &[("security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")],
+        &[(
+            "security.capability",
+            b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+        )],
     );
     add(E::Regular, "bin/sg", b"sgid", 0o2711, (0, 50), None, &[]);
     add(E::Link, "bin/ping6", b"", 0, (0, 0), Some("bin/ping"), &[]);
-    add(E::Symlink, "bin/sh", b"", 0o777, (0, 0), Some("/bin/busybox"), &[]);
-    add(E::Directory, "tmp", b"", 0o1777, (0, 0), None, &[("user.note", b"sticky")]);
+    add(
+        E::Symlink,
+        "bin/sh",
+        b"",
+        0o777,
+        (0, 0),
+        Some("/bin/busybox"),
+        &[],
+    );
+    add(
+        E::Directory,
+        "tmp",
+        b"",
+        0o1777,
+        (0, 0),
+        None,
+        &[("user.note", b"sticky")],
+    );
     add(E::Fifo, "tmp/fifo", b"", 0o640, (1000, 1000), None, &[]);
     add(E::Directory, "dev", b"", 0o755, (0, 0), None, &[]);
     add(E::Char, "dev/null", b"", 0o666, (0, 0), None, &[]);
     add(E::Block, "dev/loop0", b"", 0o660, (0, 6), None, &[]);
     add(E::Directory, "deep", b"", 0o755, (0, 0), None, &[]);
     add(E::Directory, &long_dir, b"", 0o700, (0, 0), None, &[]);
-    add(E::Regular, &long_file, b"long", 0o644, (3_000_000, 3_000_001), None, &[]);
+    add(
+        E::Regular,
+        &long_file,
+        b"long",
+        0o644,
+        (3_000_000, 3_000_001),
+        None,
+        &[],
+    );
     let long_target = "t".repeat(200);
-    add(E::Symlink, "deep/longlink", b"", 0o777, (0, 0), Some(&long_target), &[]);
-    add(E::Link, "deep/hl-long", b"", 0, (0, 0), Some(&long_file), &[]);
+    add(
+        E::Symlink,
+        "deep/longlink",
+        b"",
+        0o777,
+        (0, 0),
+        Some(&long_target),
+        &[],
+    );
+    add(
+        E::Link,
+        "deep/hl-long",
+        b"",
+        0,
+        (0, 0),
+        Some(&long_file),
+        &[],
+    );
     b.into_inner().unwrap()
 }
 
@@ -135,7 +194,18 @@ fn decompress(c: Compression, data: &[u8]) -> Vec<u8> {
 /// (name, type, link target, mode, uid, gid, mtime, pax records) of every
 /// entry, pax headers folded into their entry.
 #[allow(clippy::type_complexity)]
-fn listing(tar_bytes: &[u8]) -> Vec<(String, char, String, u32, u64, u64, u64, Vec<(String, Vec<u8>)>)> {
+fn listing(
+    tar_bytes: &[u8],
+) -> Vec<(
+    String,
+    char,
+    String,
+    u32,
+    u64,
+    u64,
+    u64,
+    Vec<(String, Vec<u8>)>,
+)> {
     let mut a = tar::Archive::new(tar_bytes);
     a.entries()
         .unwrap()
@@ -263,7 +333,10 @@ fn entries_are_sorted_pax_formatted_and_exact() {
     expected.sort_by_key(|n| sort_key(n));
     assert_eq!(names, expected);
     let keys: Vec<Vec<u8>> = names.iter().map(|n| sort_key(n)).collect();
-    assert!(keys.windows(2).all(|w| w[0] < w[1]), "not sorted: {names:?}");
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "not sorted: {names:?}"
+    );
 
     let by = |n: &str| list.iter().find(|e| e.0 == n).unwrap();
     assert_eq!(by("bin/ping").3, 0o4755);
@@ -290,11 +363,17 @@ fn entries_are_sorted_pax_formatted_and_exact() {
         by("tmp/").7,
         vec![("SCHILY.xattr.user.note".to_string(), b"sticky".to_vec())]
     );
-    assert!(list.iter().all(|e| e.7.iter().all(|(k, _)| !k.contains("overlay"))));
+    assert!(
+        list.iter()
+            .all(|e| e.7.iter().all(|(k, _)| !k.contains("overlay")))
+    );
     // Long names through pax, never GNU L/K records; empty user/group names.
     let types = raw_types(&tar_bytes);
     assert!(types.contains(&b'x'));
-    assert!(!types.contains(&b'L') && !types.contains(&b'K'), "{types:?}");
+    assert!(
+        !types.contains(&b'L') && !types.contains(&b'K'),
+        "{types:?}"
+    );
     let mut a = tar::Archive::new(&tar_bytes[..]);
     for e in a.entries().unwrap() {
         let e = e.unwrap();
@@ -347,8 +426,14 @@ fn same_tree_gives_same_bytes_and_timestamp_hides_mtimes() {
     for e in walkdir::WalkDir::new(&b) {
         let e = e.unwrap();
         let later = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec { tv_sec: 1_700_000_000, tv_nsec: 5 },
-            last_modification: rustix::fs::Timespec { tv_sec: 1_700_000_000, tv_nsec: 5 },
+            last_access: rustix::fs::Timespec {
+                tv_sec: 1_700_000_000,
+                tv_nsec: 5,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 1_700_000_000,
+                tv_nsec: 5,
+            },
         };
         rustix::fs::utimensat(
             rustix::fs::CWD,
@@ -368,10 +453,16 @@ fn same_tree_gives_same_bytes_and_timestamp_hides_mtimes() {
         let (x2, d2) = diff_to_vec(&a, lowers, &plain);
         assert_eq!(x1, x2, "{c:?}: repeat");
         assert_eq!(d1, d2);
-        let one_thread = DiffOptions { threads: 1, ..plain.clone() };
+        let one_thread = DiffOptions {
+            threads: 1,
+            ..plain.clone()
+        };
         assert_eq!(diff_to_vec(&a, lowers, &one_thread).0, x1, "{c:?}: threads");
         let (y, dy) = diff_to_vec(&b, lowers, &plain);
-        assert_ne!(dy.diff_id, d1.diff_id, "{c:?}: mtimes must show without a timestamp");
+        assert_ne!(
+            dy.diff_id, d1.diff_id,
+            "{c:?}: mtimes must show without a timestamp"
+        );
         assert_ne!(y, x1);
 
         let stamped = DiffOptions {
@@ -462,13 +553,20 @@ fn excluded_mount_points_are_left_out_only_while_empty() {
         exclude,
         ..DiffOptions::default()
     };
-    let (tar_bytes, _) = diff_to_vec(&upper, &[lower.clone()], &opts);
+    let (tar_bytes, _) = diff_to_vec(&upper, std::slice::from_ref(&lower), &opts);
     let names: Vec<String> = listing(&tar_bytes).into_iter().map(|e| e.0).collect();
     // resolv.conf has content and run/ is not empty: kept. sys/ holds a
     // directory that is not excluded: kept.
     assert_eq!(
         names,
-        ["etc/", "etc/resolv.conf", "run/", "run/keep", "sys/", "sys/kernel/"]
+        [
+            "etc/",
+            "etc/resolv.conf",
+            "run/",
+            "run/keep",
+            "sys/",
+            "sys/kernel/"
+        ]
     );
     // With only the empty mount point inside, the copied-up etc/ goes too.
     std::fs::remove_file(upper.join("etc/resolv.conf")).unwrap();
@@ -490,18 +588,27 @@ fn redirect_metacopy_and_reserved_names_are_refused() {
     let err = diff_err(&upper);
     let msg = err.to_string();
     assert!(matches!(err, LayerError::Unrepresentable { .. }), "{err:?}");
-    assert!(msg.contains("trusted.overlay.redirect") && msg.contains("moved"), "{msg}");
+    assert!(
+        msg.contains("trusted.overlay.redirect") && msg.contains("moved"),
+        "{msg}"
+    );
 
     std::fs::remove_dir(upper.join("moved")).unwrap();
     std::fs::write(upper.join("meta"), b"").unwrap();
     sysfs::lsetxattr(&upper.join("meta"), b"trusted.overlay.metacopy", b"").unwrap();
     let msg = diff_err(&upper).to_string();
-    assert!(msg.contains("trusted.overlay.metacopy") && msg.contains("meta"), "{msg}");
+    assert!(
+        msg.contains("trusted.overlay.metacopy") && msg.contains("meta"),
+        "{msg}"
+    );
 
     std::fs::remove_file(upper.join("meta")).unwrap();
     std::fs::write(upper.join(".wh.sneaky"), b"").unwrap();
     let msg = diff_err(&upper).to_string();
-    assert!(msg.contains(".wh.sneaky") && msg.contains("whiteout"), "{msg}");
+    assert!(
+        msg.contains(".wh.sneaky") && msg.contains("whiteout"),
+        "{msg}"
+    );
 
     // In the user namespace, the same rules apply to user.overlay.*, and
     // user.overlay.opaque makes a directory opaque.
@@ -518,7 +625,10 @@ fn redirect_metacopy_and_reserved_names_are_refused() {
     let list = listing(&tar_bytes);
     let names: Vec<&str> = list.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(names, ["o/", "o/.wh..wh..opq"]);
-    assert!(list.iter().all(|e| e.7.is_empty()), "overlay xattrs leaked: {list:?}");
+    assert!(
+        list.iter().all(|e| e.7.is_empty()),
+        "overlay xattrs leaked: {list:?}"
+    );
 
     let bad_level = DiffOptions {
         level: Some(42),
@@ -545,4 +655,55 @@ fn ustar_split_and_pax_records() {
     pax_record(&mut rec, b"k", &b"v".repeat(94));
     assert_eq!(&rec[..4], b"101 ");
     assert_eq!(rec.len(), 101);
+}
+
+/// Accepts `left` bytes, then fails like a full disk.
+struct FailAfter {
+    left: usize,
+}
+
+impl Write for FailAfter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("disk full"));
+        }
+        let n = buf.len().min(self.left);
+        self.left -= n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_writer_is_an_error_not_a_panic() {
+    let tmp = scratch();
+    let upper = tmp.path().join("upper");
+    std::fs::create_dir_all(upper.join("d")).unwrap();
+    // Enough incompressible data for several gzip chunks.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..3 * compression::GZIP_CHUNK)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    std::fs::write(upper.join("d/big"), &data).unwrap();
+    for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
+        for left in [0, 100, 2 << 20] {
+            let opts = DiffOptions {
+                compression: c,
+                threads: 2,
+                ..DiffOptions::default()
+            };
+            let err = diff(&upper, &[], FailAfter { left }, &opts).unwrap_err();
+            assert!(
+                matches!(err, LayerError::Write { .. }),
+                "{c:?} after {left}: {err:?}"
+            );
+        }
+    }
 }
