@@ -133,6 +133,21 @@ pub enum CgroupError {
     },
 }
 
+impl CgroupError {
+    /// Whether the cause is a missing file or directory.
+    fn is_not_found(&self) -> bool {
+        let source = match self {
+            CgroupError::Detect { source, .. }
+            | CgroupError::Create { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Read { source, .. }
+            | CgroupError::Remove { source, .. } => source,
+            CgroupError::Busy { .. } => return false,
+        };
+        source.kind() == io::ErrorKind::NotFound
+    }
+}
+
 /// Classifies a cgroup root from the filesystem magic of the root and, if
 /// present, of its `unified/` subdirectory.
 pub fn classify(root_magic: i64, unified_magic: Option<i64>) -> Mode {
@@ -463,7 +478,15 @@ fn create_child(
 ) -> Result<(), CgroupError> {
     let mut attempt = 0;
     loop {
-        prepare_parent()?;
+        // Configuring the parent fails the same way if it vanishes midway.
+        match prepare_parent() {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() && attempt < 100 => {
+                attempt += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
         match std::fs::create_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
@@ -561,16 +584,18 @@ mod tests {
         let parent = t.path().join(PARENT);
         let dir = parent.join("c");
         let calls = std::cell::Cell::new(0);
-        // The first preparation "loses" the parent to a concurrent remover.
+        // The first preparation "loses" the parent to a concurrent remover
+        // before the child's mkdir; the second while configuring it.
         create_child(&parent, &dir, || {
             calls.set(calls.get() + 1);
-            if calls.get() > 1 {
-                mkdir(&parent)?;
+            match calls.get() {
+                1 => Ok(()),
+                2 => read(&parent.join("cgroup.controllers")).map(|_| ()),
+                _ => mkdir(&parent),
             }
-            Ok(())
         })
         .unwrap();
-        assert_eq!(calls.get(), 2);
+        assert_eq!(calls.get(), 3);
         assert!(dir.is_dir());
     }
 
