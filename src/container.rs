@@ -406,7 +406,10 @@ impl<'s> Container<'s> {
             init: config.init,
         };
         // From here on, dropping `container` tears down what was made.
-        container.prepare(config, &short)?;
+        if let Err(e) = container.prepare(config, &short) {
+            container.set_state(e.failed_state());
+            return Err(e);
+        }
         Ok(container)
     }
 

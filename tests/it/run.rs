@@ -541,6 +541,26 @@ fn rm_ps_and_names() {
         .failure()
         .stderr_has("not a valid container name");
 
+    // A container whose setup failed is kept too, and says why.
+    env.builder(&[
+        "run",
+        "--name",
+        "baduser",
+        "-u",
+        "nobody-here",
+        &image,
+        "true",
+    ])
+    .failure();
+    let ps = env.builder(&["ps", "-a"]).success();
+    let bad = ps
+        .out()
+        .lines()
+        .find(|l| l.contains(" baduser "))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert!(bad.contains("Failed (125)"), "{ps}");
+    env.builder(&["rm", "baduser"]).success();
+
     // rm by name and by ID prefix.
     env.builder(&["rm", "kept"]).success();
     let rest = env.builder(&["ps", "-aq"]).success();
