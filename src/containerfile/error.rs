@@ -28,7 +28,9 @@ pub enum ErrorKind {
         name: String,
         suggestion: Option<&'static str>,
     },
-    #[error("unterminated heredoc `{name}` (started at line {start_line}; expected a line `{name}`)")]
+    #[error(
+        "unterminated heredoc `{name}` (started at line {start_line}; expected a line `{name}`)"
+    )]
     UnterminatedHeredoc { name: String, start_line: usize },
     #[error("duplicate `{name}` parser directive (first given at line {first_line})")]
     DuplicateDirective { name: String, first_line: usize },
@@ -60,9 +62,9 @@ pub enum ErrorKind {
         example: &'static str,
         detail: Option<String>,
     },
-    #[error("JSON array must contain only strings (found {0})")]
+    #[error("a JSON array here must contain only strings, not `{0}`")]
     JsonNotStrings(String),
-    #[error("`{instruction}`: {message}; expected `{usage}`")]
+    #[error("`{instruction}`: {message}; expected {usage}")]
     BadArguments {
         instruction: &'static str,
         message: String,

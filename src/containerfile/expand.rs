@@ -664,9 +664,7 @@ impl Glob {
     fn trim_prefix(&self, value: &str, greedy: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
         match self.match_ends(&chars, 0) {
-            Some((first, last)) => chars[if greedy { last } else { first }..]
-                .iter()
-                .collect(),
+            Some((first, last)) => chars[if greedy { last } else { first }..].iter().collect(),
             None => value.to_string(),
         }
     }
@@ -881,10 +879,7 @@ mod tests {
         let e = [("A", "a  b")];
         assert_eq!(ok(r#"'$A' "$A" \$A"#, &e), "$A a  b $A");
         assert_eq!(ok(r#""a\"b" "a\tb""#, &e), "a\"b a\\tb");
-        assert_eq!(
-            word("'open", &e),
-            Err(ExpandError::UnterminatedSingleQuote)
-        );
+        assert_eq!(word("'open", &e), Err(ExpandError::UnterminatedSingleQuote));
         assert_eq!(
             word("\"open", &e),
             Err(ExpandError::UnterminatedDoubleQuote)
@@ -903,7 +898,10 @@ mod tests {
     fn words_split_only_unquoted_variable_whitespace() {
         let lex = Expander::new('\\');
         let e = env(&[("A", " x  y ")]);
-        assert_eq!(lex.expand_words("a${A}b", &e).unwrap(), ["a", "x", "y", "b"]);
+        assert_eq!(
+            lex.expand_words("a${A}b", &e).unwrap(),
+            ["a", "x", "y", "b"]
+        );
         assert!(lex.expand_words("a${A:1}", &e).is_err());
         assert_eq!(lex.expand_words("\"a${A}b\"", &e).unwrap(), ["a x  y b"]);
         assert_eq!(lex.expand_words("'' \"\" c", &e).unwrap(), ["c"]);

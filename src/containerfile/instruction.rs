@@ -406,7 +406,11 @@ impl Containerfile {
                         continue;
                     }
                     other => {
-                        return Err(cx.error(raw, None, ErrorKind::BeforeFrom(other.keyword().name())));
+                        return Err(cx.error(
+                            raw,
+                            None,
+                            ErrorKind::BeforeFrom(other.keyword().name()),
+                        ));
                     }
                 }
             };
@@ -482,15 +486,27 @@ const COPY_FLAGS: &[FlagSpec] = &[
     ok("chmod", FlagType::Text),
     ok("link", FlagType::Bool),
     refused("parents", FlagType::Bool, None),
-    refused("exclude", FlagType::List, Some("use a .dockerignore file instead")),
+    refused(
+        "exclude",
+        FlagType::List,
+        Some("use a .dockerignore file instead"),
+    ),
 ];
 const ADD_FLAGS: &[FlagSpec] = &[
     ok("chown", FlagType::Text),
     ok("chmod", FlagType::Text),
     ok("link", FlagType::Bool),
     ok("checksum", FlagType::Text),
-    refused("keep-git-dir", FlagType::Bool, Some("git sources are not supported")),
-    refused("exclude", FlagType::List, Some("use a .dockerignore file instead")),
+    refused(
+        "keep-git-dir",
+        FlagType::Bool,
+        Some("git sources are not supported"),
+    ),
+    refused(
+        "exclude",
+        FlagType::List,
+        Some("use a .dockerignore file instead"),
+    ),
     refused("parents", FlagType::Bool, None),
     refused("unpack", FlagType::Bool, None),
 ];
@@ -522,7 +538,11 @@ impl<'a> Flags<'a> {
         self.flags
             .iter()
             .find(|(spec, _)| spec.name == name)
-            .is_some_and(|(_, f)| f.value.as_deref().is_none_or(|v| v.eq_ignore_ascii_case("true")))
+            .is_some_and(|(_, f)| {
+                f.value
+                    .as_deref()
+                    .is_none_or(|v| v.eq_ignore_ascii_case("true"))
+            })
     }
 
     fn flag(&self, name: &str) -> Option<&'a Flag> {
@@ -547,7 +567,12 @@ impl Typer<'_> {
         }
     }
 
-    fn bad_args(&self, raw: &RawInstruction, message: impl Into<String>, usage: &'static str) -> ParseError {
+    fn bad_args(
+        &self,
+        raw: &RawInstruction,
+        message: impl Into<String>,
+        usage: &'static str,
+    ) -> ParseError {
         self.error(
             raw,
             None,
@@ -559,7 +584,11 @@ impl Typer<'_> {
         )
     }
 
-    fn flags<'r>(&self, raw: &'r RawInstruction, specs: &'static [FlagSpec]) -> Result<Flags<'r>, ParseError> {
+    fn flags<'r>(
+        &self,
+        raw: &'r RawInstruction,
+        specs: &'static [FlagSpec],
+    ) -> Result<Flags<'r>, ParseError> {
         let mut flags = Flags { flags: Vec::new() };
         for flag in &raw.flags {
             let at = Some(flag.span);
@@ -622,7 +651,7 @@ impl Typer<'_> {
     }
 
     fn stage(&self, raw: &RawInstruction, index: usize) -> Result<Stage, ParseError> {
-        const USAGE: &str = "FROM [--platform=PLATFORM] IMAGE [AS NAME]";
+        const USAGE: &str = "`FROM [--platform=PLATFORM] IMAGE [AS NAME]`";
         let flags = self.flags(raw, FROM_FLAGS)?;
         let words = match &raw.args {
             Args::Words(w) => w.as_slice(),
@@ -665,7 +694,12 @@ impl Typer<'_> {
         })
     }
 
-    fn command(&self, raw: &RawInstruction, args: &Args, usage: &'static str) -> Result<Command, ParseError> {
+    fn command(
+        &self,
+        raw: &RawInstruction,
+        args: &Args,
+        usage: &'static str,
+    ) -> Result<Command, ParseError> {
         match args {
             Args::Text(text) => Ok(Command::Shell(text.text.clone())),
             Args::Json { items, .. } => Ok(Command::Exec(items.clone())),
@@ -675,18 +709,16 @@ impl Typer<'_> {
 
     fn instruction(&self, raw: &RawInstruction) -> Result<Instruction, ParseError> {
         match raw.keyword {
-            Keyword::From => Err(self.bad_args(
-                raw,
-                "FROM cannot be used here",
-                "ONBUILD INSTRUCTION",
-            )),
+            Keyword::From => {
+                Err(self.bad_args(raw, "FROM cannot be used here", "`ONBUILD INSTRUCTION`"))
+            }
             Keyword::Run => self.run(raw),
             Keyword::Cmd => {
                 self.no_flags(raw)?;
                 Ok(Instruction::Cmd(self.command(
                     raw,
                     &raw.args,
-                    "CMD COMMAND or CMD [\"EXE\", \"ARG\"…] (CMD [] clears it)",
+                    "`CMD COMMAND` or `CMD [\"EXE\", \"ARG\"…]` (`CMD []` clears it)",
                 )?))
             }
             Keyword::Entrypoint => {
@@ -694,13 +726,15 @@ impl Typer<'_> {
                 Ok(Instruction::Entrypoint(self.command(
                     raw,
                     &raw.args,
-                    "ENTRYPOINT COMMAND or ENTRYPOINT [\"EXE\", \"ARG\"…] (ENTRYPOINT [] clears it)",
+                    "`ENTRYPOINT COMMAND` or `ENTRYPOINT [\"EXE\", \"ARG\"…]` (`ENTRYPOINT []` clears it)",
                 )?))
             }
             Keyword::Shell => {
                 self.no_flags(raw)?;
                 match &raw.args {
-                    Args::Json { items, .. } if !items.is_empty() => Ok(Instruction::Shell(items.clone())),
+                    Args::Json { items, .. } if !items.is_empty() => {
+                        Ok(Instruction::Shell(items.clone()))
+                    }
                     Args::Json { span, .. } => Err(self.error(
                         raw,
                         Some(*span),
@@ -732,9 +766,9 @@ impl Typer<'_> {
             Keyword::Env | Keyword::Label => {
                 self.no_flags(raw)?;
                 let usage = if raw.keyword == Keyword::Env {
-                    "ENV KEY=VALUE [KEY=VALUE…]"
+                    "`ENV KEY=VALUE [KEY=VALUE…]`"
                 } else {
-                    "LABEL KEY=VALUE [KEY=VALUE…]"
+                    "`LABEL KEY=VALUE [KEY=VALUE…]`"
                 };
                 let Args::Pairs { pairs, .. } = &raw.args else {
                     return Err(self.bad_args(raw, "missing KEY=VALUE", usage));
@@ -760,7 +794,7 @@ impl Typer<'_> {
                 })
             }
             Keyword::Arg => {
-                const USAGE: &str = "ARG NAME[=DEFAULT] [NAME[=DEFAULT]…]";
+                const USAGE: &str = "`ARG NAME[=DEFAULT] [NAME[=DEFAULT]…]`";
                 self.no_flags(raw)?;
                 let decls = match &raw.args {
                     Args::Decls(d) if !d.is_empty() => d,
@@ -783,11 +817,11 @@ impl Typer<'_> {
                 self.no_flags(raw)?;
                 match &raw.args {
                     Args::Words(w) if !w.is_empty() => Ok(Instruction::Expose(w.clone())),
-                    _ => Err(self.bad_args(raw, "missing a port", "EXPOSE PORT[/PROTOCOL]…")),
+                    _ => Err(self.bad_args(raw, "missing a port", "`EXPOSE PORT[/PROTOCOL]…`")),
                 }
             }
             Keyword::Volume => {
-                const USAGE: &str = "VOLUME PATH… or VOLUME [\"PATH\"…]";
+                const USAGE: &str = "`VOLUME PATH…` or `VOLUME [\"PATH\"…]`";
                 self.no_flags(raw)?;
                 let words: Vec<RawWord> = match &raw.args {
                     Args::Words(w) => w.clone(),
@@ -811,10 +845,10 @@ impl Typer<'_> {
             Keyword::Workdir | Keyword::User | Keyword::StopSignal | Keyword::Maintainer => {
                 self.no_flags(raw)?;
                 let usage = match raw.keyword {
-                    Keyword::Workdir => "WORKDIR PATH",
-                    Keyword::User => "USER USER[:GROUP]",
-                    Keyword::StopSignal => "STOPSIGNAL SIGNAL",
-                    _ => "MAINTAINER NAME",
+                    Keyword::Workdir => "`WORKDIR PATH`",
+                    Keyword::User => "`USER USER[:GROUP]`",
+                    Keyword::StopSignal => "`STOPSIGNAL SIGNAL`",
+                    _ => "`MAINTAINER NAME`",
                 };
                 let Args::Text(word) = &raw.args else {
                     return Err(self.bad_args(raw, "missing its argument", usage));
@@ -828,12 +862,15 @@ impl Typer<'_> {
             }
             Keyword::Healthcheck => self.healthcheck(raw),
             Keyword::Onbuild => {
-                const USAGE: &str = "ONBUILD INSTRUCTION";
+                const USAGE: &str = "`ONBUILD INSTRUCTION`";
                 self.no_flags(raw)?;
                 let Args::Trigger(inner) = &raw.args else {
                     return Err(self.bad_args(raw, "missing the trigger instruction", USAGE));
                 };
-                if matches!(inner.keyword, Keyword::Onbuild | Keyword::From | Keyword::Maintainer) {
+                if matches!(
+                    inner.keyword,
+                    Keyword::Onbuild | Keyword::From | Keyword::Maintainer
+                ) {
                     return Err(self.error(
                         raw,
                         Some(inner.span),
@@ -901,9 +938,13 @@ impl Typer<'_> {
                 }
             },
         };
-        let command = self.command(raw, &raw.args, "RUN COMMAND or RUN [\"EXE\", \"ARG\"…]")?;
+        let command = self.command(raw, &raw.args, "`RUN COMMAND` or `RUN [\"EXE\", \"ARG\"…]`")?;
         if command == Command::Exec(Vec::new()) {
-            return Err(self.bad_args(raw, "the command is empty", "RUN COMMAND or RUN [\"EXE\", \"ARG\"…]"));
+            return Err(self.bad_args(
+                raw,
+                "the command is empty",
+                "`RUN COMMAND` or `RUN [\"EXE\", \"ARG\"…]`",
+            ));
         }
         Ok(Instruction::Run(Run {
             command,
@@ -966,7 +1007,8 @@ impl Typer<'_> {
     }
 
     fn copy(&self, raw: &RawInstruction) -> Result<Instruction, ParseError> {
-        const USAGE: &str = "COPY [--from=STAGE] [--chown=USER:GROUP] [--chmod=MODE] [--link] SRC… DEST";
+        const USAGE: &str =
+            "`COPY [--from=STAGE] [--chown=USER:GROUP] [--chmod=MODE] [--link] SRC… DEST`";
         let flags = self.flags(raw, COPY_FLAGS)?;
         let (sources, dest) = self.sources_and_dest(raw, USAGE)?;
         Ok(Instruction::Copy(Copy {
@@ -981,7 +1023,7 @@ impl Typer<'_> {
 
     fn add(&self, raw: &RawInstruction) -> Result<Instruction, ParseError> {
         const USAGE: &str =
-            "ADD [--chown=USER:GROUP] [--chmod=MODE] [--link] [--checksum=sha256:HEX] SRC… DEST";
+            "`ADD [--chown=USER:GROUP] [--chmod=MODE] [--link] [--checksum=sha256:HEX] SRC… DEST`";
         let flags = self.flags(raw, ADD_FLAGS)?;
         let (sources, dest) = self.sources_and_dest(raw, USAGE)?;
         Ok(Instruction::Add(Add {
@@ -995,7 +1037,7 @@ impl Typer<'_> {
     }
 
     fn healthcheck(&self, raw: &RawInstruction) -> Result<Instruction, ParseError> {
-        const USAGE: &str = "HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D] [--retries=N] CMD COMMAND, or HEALTHCHECK NONE";
+        const USAGE: &str = "`HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D] [--retries=N] CMD COMMAND` or `HEALTHCHECK NONE`";
         let Args::Healthcheck { kind, command } = &raw.args else {
             return Err(self.bad_args(raw, "missing `CMD` or `NONE`", USAGE));
         };
@@ -1067,7 +1109,9 @@ impl Typer<'_> {
                             Some(f.span),
                             ErrorKind::BadFlag {
                                 flag: "retries".into(),
-                                message: format!("expects a whole number of at least 1, not `{value}`"),
+                                message: format!(
+                                    "expects a whole number of at least 1, not `{value}`"
+                                ),
                             },
                         ));
                     }
@@ -1090,7 +1134,8 @@ impl Typer<'_> {
 fn valid_stage_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Go's `time.ParseDuration` (what Docker uses for HEALTHCHECK): a
@@ -1118,7 +1163,9 @@ fn parse_go_duration(text: &str) -> Result<Duration, String> {
         if number.is_empty() || number == "." {
             return Err("expected a number with a unit, like `30s` or `1m30s`".into());
         }
-        let value: f64 = number.parse().map_err(|_| format!("bad number `{number}`"))?;
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("bad number `{number}`"))?;
         rest = &rest[number_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -1131,7 +1178,11 @@ fn parse_go_duration(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("missing unit after `{number}` (ns, us, ms, s, m, h)")),
+            "" => {
+                return Err(format!(
+                    "missing unit after `{number}` (ns, us, ms, s, m, h)"
+                ));
+            }
             other => return Err(format!("unknown unit `{other}` (ns, us, ms, s, m, h)")),
         };
         total += value * scale;
@@ -1167,15 +1218,25 @@ mod tests {
 
     #[test]
     fn resolves_bases_and_copy_from() {
-        let cf = parse("f", "FROM busybox AS Base\nFROM base\nFROM scratch AS out\nCOPY --from=0 /a /b\n").unwrap();
+        let cf = parse(
+            "f",
+            "FROM busybox AS Base\nFROM base\nFROM scratch AS out\nCOPY --from=0 /a /b\n",
+        )
+        .unwrap();
         assert_eq!(cf.stages[0].name.as_deref(), Some("base"));
         assert_eq!(cf.resolve_base(1, "base"), ImageSource::Stage(0));
-        assert_eq!(cf.resolve_base(0, "base"), ImageSource::Image("base".into()));
+        assert_eq!(
+            cf.resolve_base(0, "base"),
+            ImageSource::Image("base".into())
+        );
         assert_eq!(cf.resolve_base(2, "scratch"), ImageSource::Scratch);
         assert_eq!(cf.resolve_from("OUT"), ImageSource::Stage(2));
         assert_eq!(cf.resolve_from("1"), ImageSource::Stage(1));
         assert_eq!(cf.resolve_from("7"), ImageSource::Image("7".into()));
-        assert_eq!(cf.resolve_from("alpine:3"), ImageSource::Image("alpine:3".into()));
+        assert_eq!(
+            cf.resolve_from("alpine:3"),
+            ImageSource::Image("alpine:3".into())
+        );
     }
 
     #[test]
@@ -1245,8 +1306,13 @@ mod tests {
         let Instruction::Workdir(word) = &cf.stages[0].instructions[0].value else {
             panic!()
         };
-        let err = cf.expand(word, &crate::containerfile::expand::NoEnv).unwrap_err();
-        assert_eq!(err.to_string(), "f:2:11: cannot expand `/x/${DIR:?set DIR}`: DIR: set DIR");
+        let err = cf
+            .expand(word, &crate::containerfile::expand::NoEnv)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f:2:11: cannot expand `/x/${DIR:?set DIR}`: DIR: set DIR"
+        );
     }
 
     #[test]

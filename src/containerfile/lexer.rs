@@ -329,7 +329,10 @@ mod tests {
 
     #[test]
     fn directives_only_at_the_top() {
-        let mut lexer = LineLexer::new("f", "# syntax=x/y:1\n#ESCAPE = `\nFROM a `\n b\n# escape=\\\n");
+        let mut lexer = LineLexer::new(
+            "f",
+            "# syntax=x/y:1\n#ESCAPE = `\nFROM a `\n b\n# escape=\\\n",
+        );
         let first = lexer.next_line().unwrap().unwrap();
         assert_eq!(first.text, "FROM a  b");
         assert!(lexer.next_line().unwrap().is_none());
@@ -357,7 +360,10 @@ mod tests {
         let err = LineLexer::new("f", "# escape=x\nFROM a\n")
             .next_line()
             .unwrap_err();
-        assert_eq!(err.to_string(), "f:1: invalid escape directive `x`: expected `\\` or `` ` ``");
+        assert_eq!(
+            err.to_string(),
+            "f:1: invalid escape directive `x`: expected `\\` or `` ` ``"
+        );
         let err = LineLexer::new("f", "# escape=`\n# escape=`\n")
             .next_line()
             .unwrap_err();

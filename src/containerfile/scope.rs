@@ -87,7 +87,9 @@ impl BuildArgs {
             .map(|d| d.name.text.as_str())
             .chain(cf.stages.iter().flat_map(|s| {
                 s.instructions.iter().flat_map(|i| match &i.value {
-                    super::Instruction::Arg(decls) => decls.iter().map(|d| d.name.text.as_str()).collect(),
+                    super::Instruction::Arg(decls) => {
+                        decls.iter().map(|d| d.name.text.as_str()).collect()
+                    }
                     _ => Vec::new(),
                 })
             }))
@@ -139,7 +141,10 @@ impl PlatformArgs {
             out.push((format!("{prefix}PLATFORM"), full));
             out.push((format!("{prefix}OS"), p.os.clone()));
             out.push((format!("{prefix}ARCH"), p.architecture.clone()));
-            out.push((format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default()));
+            out.push((
+                format!("{prefix}VARIANT"),
+                p.variant.clone().unwrap_or_default(),
+            ));
         }
         out
     }
@@ -147,7 +152,9 @@ impl PlatformArgs {
 
 /// Looks a name up in an ordered list of `(name, value)`.
 fn find<'a>(list: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    list.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    list.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Sets a name in an ordered list, in place if present.
@@ -377,9 +384,15 @@ mod tests {
         )
         .unwrap();
         let g = GlobalScope::new(&cf, &BuildArgs::new(), &platforms()).unwrap();
-        assert_eq!(cf.expand(&cf.stages[0].base, &g).unwrap(), "docker.io/busybox:1.0");
+        assert_eq!(
+            cf.expand(&cf.stages[0].base, &g).unwrap(),
+            "docker.io/busybox:1.0"
+        );
         let g = GlobalScope::new(&cf, &build_args(&[("TAG", "2")]), &platforms()).unwrap();
-        assert_eq!(cf.expand(&cf.stages[0].base, &g).unwrap(), "docker.io/busybox:2");
+        assert_eq!(
+            cf.expand(&cf.stages[0].base, &g).unwrap(),
+            "docker.io/busybox:2"
+        );
     }
 
     #[test]
@@ -391,7 +404,10 @@ mod tests {
         .unwrap();
         let g = GlobalScope::new(&cf, &BuildArgs::new(), &platforms()).unwrap();
         let s0 = &cf.stages[0];
-        assert_eq!(cf.expand(s0.platform.as_ref().unwrap(), &g).unwrap(), "linux/amd64");
+        assert_eq!(
+            cf.expand(s0.platform.as_ref().unwrap(), &g).unwrap(),
+            "linux/amd64"
+        );
         assert_eq!(cf.expand(&s0.base, &g).unwrap(), "x-arm");
         assert_eq!(run_stage(&cf, &g, 0).lookup("TARGETARCH"), None);
         let s1 = run_stage(&cf, &g, 1);
@@ -427,7 +443,13 @@ mod tests {
         assert_eq!(s.lookup("X"), Some("env"));
         let env: Vec<String> = s.env().iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(env, ["PATH=/bin:/x", "X=env", "A=2", "B=1", "C=envy"]);
-        assert_eq!(s.args(), [("X".to_string(), "arg".to_string()), ("Y".into(), "y".into())]);
+        assert_eq!(
+            s.args(),
+            [
+                ("X".to_string(), "arg".to_string()),
+                ("Y".into(), "y".into())
+            ]
+        );
     }
 
     #[test]
@@ -436,7 +458,11 @@ mod tests {
         let ba = build_args(&[("http_proxy", "http://p:3128"), ("OTHER", "x")]);
         let g = GlobalScope::new(&cf, &ba, &platforms()).unwrap();
         let s = run_stage(&cf, &g, 0);
-        let run: Vec<String> = s.run_env().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let run: Vec<String> = s
+            .run_env()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         assert_eq!(run, ["PATH=/bin", "V=1", "http_proxy=http://p:3128"]);
         assert_eq!(s.env().len(), 1);
         assert_eq!(s.lookup("http_proxy"), None);

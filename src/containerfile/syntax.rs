@@ -316,7 +316,15 @@ pub fn parse_syntax(label: &str, text: &str) -> Result<Syntax, ParseError> {
                 });
             }
         }
-        ins.end_line = lexer.lines_read().max(line.end_line);
+        let end_line = lexer.lines_read().max(line.end_line);
+        let mut owner = &mut ins;
+        loop {
+            owner.end_line = end_line;
+            match owner.args {
+                Args::Trigger(ref mut inner) => owner = inner,
+                _ => break,
+            }
+        }
         instructions.push(ins);
     }
     Ok(Syntax {
@@ -352,88 +360,135 @@ impl Syntax {
     /// this same shape. A heredoc's `content` is its body as the
     /// instruction uses it (leading tabs removed for `<<-`); `fd` appears
     /// for `N<<EOF`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let directives: serde_json::Map<String, serde_json::Value> = self
-            .directives
-            .iter()
-            .map(|d| (d.name.clone(), d.value.clone().into()))
-            .collect();
-        serde_json::json!({
-            "directives": directives,
-            "instructions": self.instructions.iter().map(RawInstruction::to_json).collect::<Vec<_>>(),
-        })
+    pub fn dump(&self) -> Dump<'_> {
+        Dump(self)
     }
 }
 
-impl RawInstruction {
-    fn to_json(&self) -> serde_json::Value {
-        use serde_json::{Value, json};
-        fn texts(words: &[RawWord]) -> Vec<Value> {
-            words.iter().map(|w| w.text.clone().into()).collect()
+/// [`Syntax::dump`]: serialises with keys in a fixed, readable order.
+pub struct Dump<'a>(&'a Syntax);
+
+impl serde::Serialize for Dump<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Directives<'a>(&'a [Directive]);
+        impl serde::Serialize for Directives<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|d| (&d.name, &d.value)))
+            }
         }
-        fn args_json(args: &Args) -> Vec<Value> {
-            match args {
+        let mut out = serializer.serialize_struct("Syntax", 2)?;
+        out.serialize_field("directives", &Directives(&self.0.directives))?;
+        let instructions: Vec<InstructionDump<'_>> = self
+            .0
+            .instructions
+            .iter()
+            .map(InstructionDump::new)
+            .collect();
+        out.serialize_field("instructions", &instructions)?;
+        out.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct InstructionDump<'a> {
+    line: usize,
+    end_line: usize,
+    instruction: &'static str,
+    flags: Vec<&'a str>,
+    args: Vec<String>,
+    exec_form: bool,
+    heredocs: Vec<HeredocDump<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pairs: Option<Vec<(&'a str, Option<&'a str>)>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger: Option<Box<InstructionDump<'a>>>,
+}
+
+#[derive(serde::Serialize)]
+struct HeredocDump<'a> {
+    name: &'a str,
+    content: String,
+    expand: bool,
+    chomp: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd: Option<u32>,
+}
+
+impl<'a> InstructionDump<'a> {
+    fn new(ins: &'a RawInstruction) -> Self {
+        fn args(a: &Args) -> Vec<String> {
+            match a {
                 Args::None => Vec::new(),
-                Args::Text(w) => vec![w.text.clone().into()],
-                Args::Json { items, .. } => items.iter().map(|i| i.clone().into()).collect(),
-                Args::Words(w) => texts(w),
-                Args::Pairs { pairs, legacy: true } => pairs
+                Args::Text(w) => vec![w.text.clone()],
+                Args::Json { items, .. } => items.clone(),
+                Args::Words(w) => w.iter().map(|w| w.text.clone()).collect(),
+                Args::Pairs {
+                    pairs,
+                    legacy: true,
+                } => pairs
                     .iter()
-                    .flat_map(|p| [p.key.text.clone().into(), p.value.text.clone().into()])
+                    .flat_map(|p| [p.key.text.clone(), p.value.text.clone()])
                     .collect(),
-                Args::Pairs { pairs, legacy: false } => pairs
+                // The word as written is exactly key, `=`, value.
+                Args::Pairs { pairs, .. } => pairs
                     .iter()
-                    .map(|p| format!("{}={}", p.key.text, p.value.text).into())
+                    .map(|p| format!("{}={}", p.key.text, p.value.text))
                     .collect(),
                 Args::Decls(decls) => decls
                     .iter()
                     .map(|d| match &d.default {
-                        Some(v) => format!("{}={}", d.name.text, v.text).into(),
-                        None => d.name.text.clone().into(),
+                        Some(v) => format!("{}={}", d.name.text, v.text),
+                        None => d.name.text.clone(),
                     })
                     .collect(),
                 Args::Healthcheck { kind, command } => {
-                    let mut out = vec![kind.text.clone().into()];
-                    out.extend(args_json(command));
+                    let mut out = vec![kind.text.clone()];
+                    out.extend(args(command));
                     out
                 }
-                Args::Trigger(inner) => vec![inner.source.clone().into()],
+                Args::Trigger(inner) => vec![inner.source.clone()],
             }
         }
-        let mut obj = json!({
-            "line": self.start_line,
-            "end_line": self.end_line,
-            "instruction": self.keyword.name(),
-            "flags": self.flags.iter().map(|f| f.raw.clone()).collect::<Vec<_>>(),
-            "args": args_json(&self.args),
-            "exec_form": self.exec_form(),
-            "heredocs": self.heredocs.iter().map(|h| {
-                let mut o = json!({"name": h.name, "content": h.body(), "expand": h.expand, "chomp": h.chomp});
-                if let Some(fd) = h.fd {
-                    o["fd"] = fd.into();
-                }
-                o
-            }).collect::<Vec<_>>(),
-        });
-        match &self.args {
-            Args::Pairs { pairs, .. } => {
-                obj["pairs"] = pairs
+        let pairs = match &ins.args {
+            Args::Pairs { pairs, .. } => Some(
+                pairs
                     .iter()
-                    .map(|p| json!([p.key.text, p.value.text]))
-                    .collect::<Vec<_>>()
-                    .into();
-            }
-            Args::Decls(decls) => {
-                obj["pairs"] = decls
+                    .map(|p| (p.key.as_str(), Some(p.value.as_str())))
+                    .collect(),
+            ),
+            Args::Decls(decls) => Some(
+                decls
                     .iter()
-                    .map(|d| json!([d.name.text, d.default.as_ref().map(|v| v.text.clone())]))
-                    .collect::<Vec<_>>()
-                    .into();
-            }
-            Args::Trigger(inner) => obj["trigger"] = inner.to_json(),
-            _ => {}
+                    .map(|d| (d.name.as_str(), d.default.as_ref().map(RawWord::as_str)))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        InstructionDump {
+            line: ins.start_line,
+            end_line: ins.end_line,
+            instruction: ins.keyword.name(),
+            flags: ins.flags.iter().map(|f| f.raw.as_str()).collect(),
+            args: args(&ins.args),
+            exec_form: ins.exec_form(),
+            heredocs: ins
+                .heredocs
+                .iter()
+                .map(|h| HeredocDump {
+                    name: &h.name,
+                    content: h.body(),
+                    expand: h.expand,
+                    chomp: h.chomp,
+                    fd: h.fd,
+                })
+                .collect(),
+            pairs,
+            trigger: match &ins.args {
+                Args::Trigger(inner) => Some(Box::new(InstructionDump::new(inner))),
+                _ => None,
+            },
         }
-        obj
     }
 }
 
@@ -548,7 +603,8 @@ impl Cx<'_> {
             ));
         };
         let after = start + kw_len;
-        let args_start = after + (text[kw_len..].len() - text[kw_len..].trim_start_matches(is_blank).len());
+        let args_start =
+            after + (text[kw_len..].len() - text[kw_len..].trim_start_matches(is_blank).len());
         let (flags, rest_start) = self.flags(args_start, end);
         let (rest_start, rest_end) = self.trim(rest_start, end);
         let mut ins = RawInstruction {
@@ -793,14 +849,16 @@ impl Cx<'_> {
                         instruction: keyword.name(),
                         message: format!("`{text}` has no value"),
                         usage: if keyword == Keyword::Env {
-                            "ENV KEY=VALUE [KEY=VALUE…]"
+                            "`ENV KEY=VALUE [KEY=VALUE…]`"
                         } else {
-                            "LABEL KEY=VALUE [KEY=VALUE…]"
+                            "`LABEL KEY=VALUE [KEY=VALUE…]`"
                         },
                     },
                 ));
             };
-            let value_start = start + key_len + (text[key_len..].len() - text[key_len..].trim_start_matches(is_blank).len());
+            let value_start = start
+                + key_len
+                + (text[key_len..].len() - text[key_len..].trim_start_matches(is_blank).len());
             return Ok(Args::Pairs {
                 pairs: vec![KeyValue {
                     key: self.word(&text[..key_len], start),
@@ -820,9 +878,9 @@ impl Cx<'_> {
                         instruction: keyword.name(),
                         message: format!("`{}` has no `=`", word.text),
                         usage: if keyword == Keyword::Env {
-                            "ENV KEY=VALUE [KEY=VALUE…]"
+                            "`ENV KEY=VALUE [KEY=VALUE…]`"
                         } else {
-                            "LABEL KEY=VALUE [KEY=VALUE…]"
+                            "`LABEL KEY=VALUE [KEY=VALUE…]`"
                         },
                     },
                 });
@@ -993,7 +1051,10 @@ mod tests {
         assert_eq!(one("run  echo").keyword, Keyword::Run);
         assert_eq!(one("HealthCheck NONE").keyword, Keyword::Healthcheck);
         let err = parse_syntax("f", "FROM a\n  RUNN x\n").unwrap_err();
-        assert_eq!(err.to_string(), "f:2: unknown instruction `RUNN` (did you mean `RUN`?)");
+        assert_eq!(
+            err.to_string(),
+            "f:2: unknown instruction `RUNN` (did you mean `RUN`?)"
+        );
         let err = parse_syntax("f", "BOGUSWORD x\n").unwrap_err();
         assert_eq!(err.to_string(), "f:1: unknown instruction `BOGUSWORD`");
     }
@@ -1004,7 +1065,14 @@ mod tests {
         let flags: Vec<_> = ins
             .flags
             .iter()
-            .map(|f| (f.name.as_str(), f.value.as_deref(), f.raw.as_str(), f.span.column))
+            .map(|f| {
+                (
+                    f.name.as_str(),
+                    f.value.as_deref(),
+                    f.raw.as_str(),
+                    f.span.column,
+                )
+            })
             .collect();
         assert_eq!(
             flags,
@@ -1014,7 +1082,9 @@ mod tests {
                 ("link", None, "--link", 33),
             ]
         );
-        let Args::Words(words) = &ins.args else { panic!() };
+        let Args::Words(words) = &ins.args else {
+            panic!()
+        };
         assert_eq!(texts(words), ["--x", "/d"]);
     }
 
@@ -1033,13 +1103,15 @@ mod tests {
         let err = parse_syntax("f", "CMD [\"a\", 1]\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "f:1:5: JSON array must contain only strings (found 1)"
+            "f:1:5: a JSON array here must contain only strings, not `1`"
         );
     }
 
     #[test]
     fn copy_words_ignore_quotes() {
-        let Args::Words(words) = one(r#"COPY "a b" c"#).args else { panic!() };
+        let Args::Words(words) = one(r#"COPY "a b" c"#).args else {
+            panic!()
+        };
         assert_eq!(texts(&words), ["\"a", "b\"", "c"]);
     }
 
@@ -1051,13 +1123,26 @@ mod tests {
         assert!(!legacy);
         let got: Vec<_> = pairs
             .iter()
-            .map(|p| (p.key.text.as_str(), p.value.text.as_str(), p.value.span.column))
+            .map(|p| {
+                (
+                    p.key.text.as_str(),
+                    p.value.text.as_str(),
+                    p.value.span.column,
+                )
+            })
             .collect();
         assert_eq!(
             got,
-            [("A", "1", 7), ("B", "\"x y\"", 11), ("C", "a\\ b", 19), ("D", "\"\"", 26)]
+            [
+                ("A", "1", 7),
+                ("B", "\"x y\"", 11),
+                ("C", "a\\ b", 19),
+                ("D", "\"\"", 26)
+            ]
         );
-        let Args::Pairs { pairs, legacy } = one("ENV PATH  /a b  c").args else { panic!() };
+        let Args::Pairs { pairs, legacy } = one("ENV PATH  /a b  c").args else {
+            panic!()
+        };
         assert!(legacy);
         assert_eq!(pairs[0].key.text, "PATH");
         assert_eq!(pairs[0].value.text, "/a b  c");
@@ -1068,10 +1153,17 @@ mod tests {
 
     #[test]
     fn arg_decls() {
-        let Args::Decls(decls) = one("ARG A B=2 C=").args else { panic!() };
+        let Args::Decls(decls) = one("ARG A B=2 C=").args else {
+            panic!()
+        };
         let got: Vec<_> = decls
             .iter()
-            .map(|d| (d.name.text.as_str(), d.default.as_ref().map(|w| w.text.as_str())))
+            .map(|d| {
+                (
+                    d.name.text.as_str(),
+                    d.default.as_ref().map(|w| w.text.as_str()),
+                )
+            })
             .collect();
         assert_eq!(got, [("A", None), ("B", Some("2")), ("C", Some(""))]);
     }
@@ -1108,7 +1200,9 @@ mod tests {
     #[test]
     fn onbuild_nests_with_heredocs() {
         let ins = one("ONBUILD RUN <<EOF\necho hi\nEOF\n");
-        let Args::Trigger(inner) = &ins.args else { panic!() };
+        let Args::Trigger(inner) = &ins.args else {
+            panic!()
+        };
         assert_eq!(inner.keyword, Keyword::Run);
         assert_eq!(inner.source, "RUN <<EOF");
         assert_eq!(inner.heredocs[0].content, "echo hi\n");
@@ -1116,7 +1210,8 @@ mod tests {
 
     #[test]
     fn healthcheck_shapes() {
-        let Args::Healthcheck { kind, command } = one("HEALTHCHECK --interval=5s CMD [\"true\"]").args
+        let Args::Healthcheck { kind, command } =
+            one("HEALTHCHECK --interval=5s CMD [\"true\"]").args
         else {
             panic!()
         };

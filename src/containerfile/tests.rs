@@ -33,10 +33,15 @@ fn read_vectors(name: &str) -> String {
 #[test]
 fn buildkit_env_var_vectors() {
     let text = read_vectors("envVarTest");
-    let env: Vec<(String, String)> = [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: Vec<(String, String)> = [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let lexer = Expander::new('\\');
     let mut checked = 0;
     let mut failures = Vec::new();
@@ -60,10 +65,18 @@ fn buildkit_env_var_vectors() {
             (Err(_), _) => false,
         };
         if !ok {
-            failures.push(format!("envVarTest:{}: {input:?} -> {got:?}, expected {expected:?}", n + 1));
+            failures.push(format!(
+                "envVarTest:{}: {input:?} -> {got:?}, expected {expected:?}",
+                n + 1
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(checked > 200, "only {checked} vectors read");
 }
 
@@ -96,15 +109,25 @@ fn buildkit_words_vectors() {
             .expand_words(input, &env)
             .unwrap_or_else(|_| vec!["error".to_string()]);
         if got != expected {
-            failures.push(format!("wordsTest:{}: {input:?} -> {got:?}, expected {expected:?}", n + 1));
+            failures.push(format!(
+                "wordsTest:{}: {input:?} -> {got:?}, expected {expected:?}",
+                n + 1
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(checked > 20, "only {checked} vectors read");
 }
 
 fn golden_dir(kind: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/containerfile").join(kind)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/containerfile")
+        .join(kind)
 }
 
 /// The `.Containerfile` cases of a golden directory, sorted.
@@ -146,7 +169,11 @@ fn case_label(path: &Path) -> String {
 #[test]
 fn golden_ok() {
     let cases = cases("ok");
-    assert!(cases.len() >= 25, "expected at least 25 ok cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 25,
+        "expected at least 25 ok cases, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for path in &cases {
         let text = std::fs::read_to_string(path).unwrap();
@@ -162,7 +189,7 @@ fn golden_ok() {
             failures.push(format!("{label}: {e}"));
             continue;
         }
-        let json = serde_json::to_string_pretty(&syntax.to_json()).unwrap() + "\n";
+        let json = serde_json::to_string_pretty(&syntax.dump()).unwrap() + "\n";
         check_golden(&path.with_extension("json"), &json, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -172,14 +199,22 @@ fn golden_ok() {
 #[test]
 fn golden_err() {
     let cases = cases("err");
-    assert!(cases.len() >= 10, "expected at least 10 error cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 10,
+        "expected at least 10 error cases, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for path in &cases {
         let text = std::fs::read_to_string(path).unwrap();
         let label = case_label(path);
         match parse(&label, &text) {
             Ok(_) => failures.push(format!("{label}: parsed, but should fail")),
-            Err(e) => check_golden(&path.with_extension("txt"), &format!("{e}\n"), &mut failures),
+            Err(e) => check_golden(
+                &path.with_extension("txt"),
+                &format!("{e}\n"),
+                &mut failures,
+            ),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
