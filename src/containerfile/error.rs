@@ -18,7 +18,8 @@ pub struct ParseError {
     /// 1-based column in characters, when a specific place on the line is
     /// at fault (a flag, a word, a JSON array).
     pub column: Option<usize>,
-    pub kind: ErrorKind,
+    /// Boxed to keep `Result<_, ParseError>` small.
+    pub kind: Box<ErrorKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

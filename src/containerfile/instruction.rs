@@ -287,10 +287,10 @@ impl Containerfile {
             file: self.label.clone(),
             line: word.span.line,
             column: Some(word.span.column),
-            kind: ErrorKind::Expand {
+            kind: Box::new(ErrorKind::Expand {
                 word: word.text.clone(),
                 source,
-            },
+            }),
         }
     }
 
@@ -322,10 +322,10 @@ impl Containerfile {
                 file: self.label.clone(),
                 line: heredoc.line,
                 column: None,
-                kind: ErrorKind::Expand {
+                kind: Box::new(ErrorKind::Expand {
                     word: format!("<<{}", heredoc.name),
                     source,
-                },
+                }),
             })
     }
 
@@ -431,7 +431,7 @@ impl Containerfile {
                 file: syntax.label.clone(),
                 line: syntax.lines.max(1),
                 column: None,
-                kind,
+                kind: Box::new(kind),
             });
         }
         Ok(cf)
@@ -563,7 +563,7 @@ impl Typer<'_> {
             file: self.label.to_string(),
             line: at.map_or(raw.start_line, |s| s.line),
             column: at.map(|s| s.column),
-            kind,
+            kind: Box::new(kind),
         }
     }
 

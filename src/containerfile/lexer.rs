@@ -110,7 +110,7 @@ impl<'a> LineLexer<'a> {
             file: self.label.clone(),
             line,
             column: None,
-            kind,
+            kind: Box::new(kind),
         }
     }
 

@@ -564,7 +564,7 @@ impl Cx<'_> {
             file: self.label.to_string(),
             line,
             column,
-            kind,
+            kind: Box::new(kind),
         }
     }
 
@@ -874,7 +874,7 @@ impl Cx<'_> {
                     file: self.label.to_string(),
                     line: word.span.line,
                     column: Some(word.span.column),
-                    kind: ErrorKind::BadArguments {
+                    kind: Box::new(ErrorKind::BadArguments {
                         instruction: keyword.name(),
                         message: format!("`{}` has no `=`", word.text),
                         usage: if keyword == Keyword::Env {
@@ -882,7 +882,7 @@ impl Cx<'_> {
                         } else {
                             "`LABEL KEY=VALUE [KEY=VALUE…]`"
                         },
-                    },
+                    }),
                 });
             };
             let value_span = Span {
