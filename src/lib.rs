@@ -3,7 +3,7 @@
 //! Modules are listed by layer; a module may only use modules of a lower
 //! layer (see ARCHITECTURE.md, enforced by `tests/it/tidy.rs`).
 
-// Layer 0: leaves. No knowledge of each other, no I/O policy.
+// Layer 0: leaves; `oci` is the shared vocabulary the others may use.
 pub mod containerfile; // Containerfile text -> typed stages; word expansion, ARG/ENV scoping (pure)
 pub mod oci; // digests, descriptors, media types, verifying readers
 pub mod progress; // `Reporter` trait: libraries emit events, only `cli` draws

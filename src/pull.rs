@@ -21,7 +21,7 @@
 //! Layers download concurrently on scoped threads (blocking I/O; no async
 //! runtime is alive when the container runtime forks later).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufWriter, Read, Write};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -80,7 +80,7 @@ pub enum PullError {
         source: StoreError,
     },
     #[error(
-        "pull `{image}`: {what} {blob} failed verification: expected {expected}, got {actual}; nothing was stored (the registry served corrupt or tampered data)"
+        "pull `{image}`: {what} {blob} failed verification: expected {expected}, got {actual}; the blob was not stored (the registry served corrupt or tampered data)"
     )]
     DigestMismatch {
         image: String,
@@ -181,7 +181,20 @@ pub fn pull(
         )));
     }
 
-    // One job per distinct layer blob; an image may list a layer twice.
+    // One job per distinct layer blob; an image may list a layer twice, but
+    // one blob must always mean one diffID, or the second would be named
+    // without ever being verified.
+    let mut seen: BTreeMap<&Digest, &DiffId> = BTreeMap::new();
+    for (desc, diff_id) in parsed.layers.iter().zip(&config.rootfs.diff_ids) {
+        if let Some(first) = seen.insert(&desc.digest, diff_id)
+            && first != diff_id
+        {
+            return Err(bad_config(format!(
+                "layer {} is listed twice with different diffIDs, {first} and {diff_id}",
+                desc.digest
+            )));
+        }
+    }
     let mut seen = BTreeSet::new();
     let jobs: Vec<LayerJob> = parsed
         .layers
@@ -349,8 +362,7 @@ fn fetch_layer(
         digest: &desc.digest,
     };
     let sink: Box<dyn Write + Send> = if job.need_blob {
-        let path = txn.blob_path();
-        let file = std::fs::File::create(&path).map_err(read_err)?;
+        let file = txn.create_blob().map_err(store_err)?;
         Box::new(BufWriter::with_capacity(1 << 20, file))
     } else {
         Box::new(io::sink())

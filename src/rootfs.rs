@@ -71,11 +71,19 @@ pub fn image_layers(store: &Store, image: &ImageRecord) -> Result<Vec<DiffId>, R
 }
 
 /// The overlay lowerdirs for `layers` (bottom first): topmost first, as
-/// overlayfs wants them, and never fewer than two (see `Store::empty_dir`).
+/// overlayfs wants them, each layer once, and never fewer than two (see
+/// `Store::empty_dir`).
+///
+/// Images may list a layer twice (Docker's empty layer is common); the
+/// kernel refuses the same lowerdir twice. Keeping only the topmost
+/// occurrence gives the same tree: everything the lower copy contributes,
+/// the upper copy contributes again above whatever lies between.
 pub fn lower_dirs(store: &Store, layers: &[DiffId]) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
     let mut lowers: Vec<PathBuf> = layers
         .iter()
         .rev()
+        .filter(|id| seen.insert(*id))
         .map(|id| store.layer_diff_path(id))
         .collect();
     if lowers.len() < 2 {
@@ -192,6 +200,21 @@ fn unescape_mountinfo(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_layers_appear_once_at_their_topmost_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::store::LockMode::Shared).unwrap();
+        let id = |b: &[u8]| DiffId(crate::oci::Digest::of_bytes(b));
+        let (a, b) = (id(b"a"), id(b"b"));
+        let lowers = lower_dirs(&store, &[a.clone(), b.clone(), a.clone()]);
+        assert_eq!(
+            lowers,
+            vec![store.layer_diff_path(&a), store.layer_diff_path(&b)]
+        );
+        let single = lower_dirs(&store, &[a.clone(), a.clone()]);
+        assert_eq!(single, vec![store.layer_diff_path(&a), store.empty_dir()]);
+    }
 
     #[test]
     fn mountinfo_escapes_are_decoded() {

@@ -65,7 +65,7 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
 
-    /// Credentials USER[:PASSWORD] for the registry, instead of stored ones
+    /// Credentials for the registry as USER:PASSWORD (or USER, to be asked for the password), instead of stored ones
     #[arg(long, value_name = "USER[:PASSWORD]")]
     pub creds: Option<String>,
 
@@ -149,7 +149,7 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// Registry host[:port]
+    /// Registry host, with :port when not 443
     pub registry: String,
     /// User name
     #[arg(short, long)]
@@ -166,7 +166,7 @@ pub struct LoginArgs {
 
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
-    /// Registry host[:port]
+    /// Registry host, with :port when not 443
     pub registry: String,
     /// Credentials file (containers auth.json format)
     #[arg(long, env = "REGISTRY_AUTH_FILE", value_name = "FILE")]

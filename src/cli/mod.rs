@@ -53,24 +53,24 @@ fn report_error(err: &anyhow::Error) {
     }
 }
 
-/// Suggestions for errors whose fix we know.
+/// Suggestions for errors whose fix we know, found by type anywhere in the
+/// error's chain.
 fn hint_for(err: &anyhow::Error) -> Option<String> {
-    let text = err
-        .chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(" ");
-    if text.contains("locked by another builder process") {
-        return Some(
-            "wait for running builder commands to finish, then run `builder prune` again".into(),
-        );
-    }
-    if text.contains("failed verification") {
-        return Some(
-            "run `builder check` to confirm the store is intact, then retry the pull".into(),
-        );
-    }
-    None
+    use crate::pull::PullError;
+    use crate::store::StoreError;
+    err.chain().find_map(|cause| {
+        if let Some(StoreError::Busy { .. }) = cause.downcast_ref::<StoreError>() {
+            return Some(
+                "wait for running builder commands to finish, then run `builder prune` again".into(),
+            );
+        }
+        if let Some(PullError::DigestMismatch { .. }) = cause.downcast_ref::<PullError>() {
+            return Some(
+                "the registry (or something between it and us) served bytes that do not match the image; retry, and report it to the registry's operator if it persists".into(),
+            );
+        }
+        None
+    })
 }
 
 /// The store root: `--root`/`BUILDER_ROOT`, else `/var/lib/builder` for

@@ -2,7 +2,7 @@
 //!
 //! Terms: an [`Overlay`] is a value (lowers topmost first, as overlayfs wants,
 //! an optional upper and work dir). Building its parameters is pure and unit
-//! tested without root ([`Overlay::params`], [`Overlay::legacy_data`]);
+//! tested without root ([`Overlay::params`], `Overlay::legacy_data`);
 //! [`Overlay::mount`] performs it and returns a [`MountGuard`].
 //!
 //! How an overlay is mounted:

@@ -298,6 +298,9 @@ impl Client {
                 detail: format!("token realm `{realm}` is not an http(s) URL"),
             });
         }
+        // Credentials go to the realm: never in clear text unless its host
+        // may be spoken to in plain HTTP anyway.
+        self.refuse_plain_http(realm, &what)?;
         let url = auth::token_url(realm, service, scope);
         let credential = self.credential(call.registry, call.repository)?;
         let basic = credential
@@ -430,6 +433,8 @@ impl Client {
                             detail: format!("unusable redirect location `{location}`"),
                         }
                     })?;
+                    // A redirect must not downgrade a pull to plain HTTP.
+                    self.refuse_plain_http(&next, what)?;
                     tracing::debug!(from = %url, to = %next, "following redirect");
                     if status == StatusCode::SEE_OTHER {
                         method = Method::GET;
@@ -580,6 +585,24 @@ impl Client {
     }
 
     /// Whether `registry` may be reached over plain HTTP.
+    /// Errors when `url` is plain HTTP to a host that may not be spoken to
+    /// that way (see [`Client::allows_http`]).
+    fn refuse_plain_http(&self, url: &str, what: &str) -> Result<(), RegistryError> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Ok(());
+        };
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = host.rsplit('@').next().unwrap_or(host);
+        if self.allows_http(host) {
+            return Ok(());
+        }
+        Err(RegistryError::PlainHttpRefused {
+            what: what.to_string(),
+            url: url.to_string(),
+            host: host.to_string(),
+        })
+    }
+
     fn allows_http(&self, registry: &str) -> bool {
         match self.inner.opts.tls_verify {
             Some(false) => true,
@@ -981,6 +1004,46 @@ mod tests {
         });
         assert!(lax.allows_http("docker.io"));
         assert!(!lax.verify_tls("registry-1.docker.io"));
+    }
+
+    #[test]
+    fn redirects_and_token_realms_never_downgrade_to_plain_http() {
+        let client = Client::new(RegistryOptions::default());
+        let err = client
+            .refuse_plain_http("http://cdn.example.com/blob?sig=1", "fetch blob")
+            .unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::PlainHttpRefused { host, .. } if host == "cdn.example.com"),
+            "{err}"
+        );
+        assert!(
+            client
+                .refuse_plain_http("https://cdn.example.com/blob", "x")
+                .is_ok()
+        );
+        assert!(
+            client
+                .refuse_plain_http("http://127.0.0.1:5000/token", "x")
+                .is_ok()
+        );
+        let insecure = Client::new(RegistryOptions {
+            insecure_registries: vec!["cdn.example.com".into()],
+            ..RegistryOptions::default()
+        });
+        assert!(
+            insecure
+                .refuse_plain_http("http://cdn.example.com/b", "x")
+                .is_ok()
+        );
+        let strict = Client::new(RegistryOptions {
+            tls_verify: Some(true),
+            ..RegistryOptions::default()
+        });
+        assert!(
+            strict
+                .refuse_plain_http("http://127.0.0.1:5000/token", "x")
+                .is_err()
+        );
     }
 
     #[test]

@@ -70,6 +70,15 @@ pub enum RegistryError {
     #[error("{what}: invalid response from the registry: {detail}")]
     InvalidResponse { what: String, detail: String },
 
+    #[error(
+        "{what}: refusing plain HTTP to `{url}`: `{host}` is not an insecure registry (pass --tls-verify=false or mark it `insecure = true` in registries.conf if that is really wanted)"
+    )]
+    PlainHttpRefused {
+        what: String,
+        url: String,
+        host: String,
+    },
+
     #[error("{what}: read the response body")]
     Read {
         what: String,

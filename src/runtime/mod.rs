@@ -4,7 +4,7 @@
 //!
 //! Lifecycle of [`run`]: create the cgroup (`cgroup`) → prepare the
 //! [`plan::ChildPlan`] (resolve and create mount points in the rootfs) →
-//! `clone3` with the namespace flags → the child ([`init`]) joins the
+//! `clone3` with the namespace flags → the child (`init`) joins the
 //! cgroup, mounts, `pivot_root`s, drops privileges and `execve`s → the
 //! parent reads the failure pipe (EOF = exec succeeded), forwards
 //! SIGINT/SIGTERM/SIGHUP/SIGQUIT, waits through a pidfd → reads OOM kills
@@ -18,7 +18,7 @@
 //! child of `fork`/`clone` in a threaded process may only do
 //! async-signal-safe work, so the child here does exactly that: the parent
 //! prepares every path, argument and environment string as a `CString`
-//! before the clone, and the child ([`init`]) only issues raw system calls
+//! before the clone, and the child (`init`) only issues raw system calls
 //! (rustix `linux_raw`, never glibc's `setuid` and its thread broadcast),
 //! reports failures as three integers and ends in `execve` or `_exit`. This
 //! costs nothing beyond the syscalls themselves, whereas re-executing the

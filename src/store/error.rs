@@ -1,7 +1,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::oci::{DiffId, Digest};
+use crate::oci::Digest;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,10 +28,6 @@ pub enum StoreError {
     },
     #[error("blob {0} is not in the store")]
     BlobMissing(Digest),
-    #[error("layer {0} is not unpacked in the store")]
-    LayerMissing(DiffId),
-    #[error("image `{0}` is not in the store")]
-    ImageNotFound(String),
     #[error("`{}` is not valid JSON", path.display())]
     Json {
         path: PathBuf,

@@ -28,26 +28,31 @@ pub struct Live {
 
 impl Store {
     /// Marks every blob and layer reachable from named images and mounts.
-    /// A manifest or config that cannot be read keeps what could be read
-    /// live; `check` reports the damage.
+    ///
+    /// A manifest or config that is missing or not valid JSON keeps what
+    /// could be read live (`check` reports the damage). Any other read error
+    /// (EIO, EACCES, EMFILE…) aborts: guessing would collect live data.
     pub fn live_set(&self) -> Result<Live, StoreError> {
         let mut live = Live::default();
         for record in self.list_images()? {
             live.blobs.insert(record.manifest.digest.clone());
             live.blobs.insert(record.registry_digest());
-            let Ok((_, manifest)) = self.manifest(&record.manifest.digest) else {
+            let Some((_, manifest)) = tolerate_damage(self.manifest(&record.manifest.digest))?
+            else {
                 continue;
             };
             live.blobs.insert(manifest.config.digest.clone());
             live.blobs
                 .extend(manifest.layers.iter().map(|l| l.digest.clone()));
-            if let Ok(bytes) = self.read_blob(&manifest.config.digest)
-                && let Ok(config) = serde_json::from_slice::<ImageConfig>(&bytes)
-            {
+            let Some(bytes) = tolerate_damage(self.read_blob(&manifest.config.digest))? else {
+                continue;
+            };
+            if let Ok(config) = serde_json::from_slice::<ImageConfig>(&bytes) {
                 live.layers.extend(config.rootfs.diff_ids);
             }
         }
         for record in self.list_mount_records()? {
+            live.blobs.insert(record.manifest.clone());
             live.layers.extend(record.layers);
         }
         Ok(live)
@@ -60,7 +65,7 @@ impl Store {
             temp_entries_removed: self.remove_transactions(true)?,
             ..PruneReport::default()
         };
-        let (blobs, strays) = self.list_blobs()?;
+        let (blobs, _strays) = self.list_blobs()?;
         for digest in blobs.iter().filter(|d| !live.blobs.contains(d)) {
             let path = self.blob_path(digest);
             let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -68,18 +73,9 @@ impl Store {
             report.blobs_removed += 1;
             report.blob_bytes_removed += size;
         }
-        // Half-written temp files of older tools (`.tmp-*` from an
-        // interrupted atomic write) are not blobs.
-        for stray in strays {
-            if stray
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(".tmp-"))
-            {
-                remove_tree(&stray).map_err(|e| StoreError::io("remove", &stray, e))?;
-                report.temp_entries_removed += 1;
-            }
-        }
+        report.temp_entries_removed += self.remove_atomic_write_leftovers()?;
+        // A stray non-digest file in blobs/ (`_strays`) is reported by
+        // `check`, not deleted: it is not ours to judge.
         for layer in self.list_layers()? {
             if !layer.complete || !live.layers.contains(&layer.diff_id) {
                 self.discard_layer_dir(&layer.path)?;
@@ -87,5 +83,51 @@ impl Store {
             }
         }
         Ok(report)
+    }
+}
+
+/// `Ok(None)` for damage `check` reports (a missing blob, invalid JSON);
+/// every other error is returned.
+fn tolerate_damage<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::BlobMissing(_) | StoreError::Json { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Store {
+    /// Removes `.tmp-*` files that an interrupted `write_atomic` left beside
+    /// its target (the root, `oci/`, `mounts/<hex>/`). Only under the
+    /// exclusive lock: a live writer's temp file looks the same.
+    fn remove_atomic_write_leftovers(&self) -> Result<u64, StoreError> {
+        let mut dirs = vec![self.root().to_path_buf(), self.layout_path()];
+        let mounts = self.root().join("mounts");
+        for entry in
+            fs::read_dir(&mounts).map_err(|e| StoreError::io("read directory", &mounts, e))?
+        {
+            dirs.push(
+                entry
+                    .map_err(|e| StoreError::io("read directory", &mounts, e))?
+                    .path(),
+            );
+        }
+        let mut removed = 0;
+        for dir in dirs.iter().filter(|d| d.is_dir()) {
+            for entry in fs::read_dir(dir).map_err(|e| StoreError::io("read directory", dir, e))? {
+                let path = entry
+                    .map_err(|e| StoreError::io("read directory", dir, e))?
+                    .path();
+                let is_temp = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(super::ATOMIC_TEMP_PREFIX));
+                if is_temp {
+                    remove_tree(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 }

@@ -100,15 +100,38 @@ impl Store {
         })
     }
 
-    /// Removes a name; the blobs stay until `prune`. Returns whether the name existed.
+    /// Removes a name; the blobs stay until `prune`. Returns whether the
+    /// name existed. Refuses to remove the last name of a mounted image
+    /// ([`StoreError::Mounted`]): its mount would outlive any way to name it.
     pub fn remove_image(&self, name: &str) -> Result<bool, StoreError> {
+        let mounts = self.list_mount_records()?;
         self.edit_index(|index| {
-            let before = index.manifests.len();
+            let Some(removed) = index
+                .manifests
+                .iter()
+                .find(|d| d.annotation(REF_NAME_ANNOTATION) == Some(name))
+                .cloned()
+            else {
+                return Ok(false);
+            };
+            let other_names = index
+                .manifests
+                .iter()
+                .filter(|d| {
+                    d.digest == removed.digest && d.annotation(REF_NAME_ANNOTATION) != Some(name)
+                })
+                .count();
+            if other_names == 0 && mounts.iter().any(|m| m.manifest == removed.digest) {
+                return Err(StoreError::Mounted {
+                    name: name.to_string(),
+                    path: self.mountpoint(&removed.digest),
+                });
+            }
             index
                 .manifests
                 .retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(name));
-            index.manifests.len() != before
-        })
+            Ok(true)
+        })?
     }
 
     /// Reads and parses an image's manifest.

@@ -4,7 +4,7 @@
 //! A directory that still holds the `incomplete` marker is not a layer.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{Store, StoreError, Transaction, sync_dir, txn::remove_tree};
 use crate::oci::DiffId;
@@ -59,43 +59,71 @@ impl Store {
         let staged_dir = fs::File::open(&staged).map_err(|e| StoreError::io("open", &staged, e))?;
         rustix::fs::syncfs(&staged_dir).map_err(|e| StoreError::io("syncfs", &staged, e.into()))?;
 
+        // The marker goes before the rename, so the rename alone publishes
+        // a complete layer: nothing incomplete ever appears in `layers/`
+        // except during `discard_layer_dir` (under the exclusive lock).
+        let marker = staged.join(INCOMPLETE_MARKER);
+        fs::remove_file(&marker).map_err(|e| StoreError::io("remove", &marker, e))?;
         let dst = self.layer_path(diff_id);
-        if dst.exists() {
+        for _ in 0..3 {
             if self.has_layer(diff_id) {
                 return Ok(LayerCommit::AlreadyPresent);
             }
-            // A leftover with the incomplete marker (a crash mid-commit, or
-            // mid-prune): replace it.
-            self.discard_layer_dir(&dst)?;
-        }
-        match fs::rename(&staged, &dst) {
-            Ok(()) => {}
-            // Lost a race with another process committing the same layer.
-            Err(e) if dst.exists() && self.has_layer(diff_id) => {
-                tracing::debug!(layer = %diff_id, error = %e, "layer committed concurrently");
-                return Ok(LayerCommit::AlreadyPresent);
+            if dst.exists() {
+                // A crash leftover of an interrupted `prune`: no live process
+                // owns it (prune runs alone), so move it aside.
+                self.move_to_trash(&dst)?;
             }
-            Err(e) => return Err(StoreError::io("rename into place", &dst, e)),
+            match fs::rename(&staged, &dst) {
+                Ok(()) => {
+                    sync_dir(dst.parent().expect("layer path has a parent"))?;
+                    return Ok(LayerCommit::Committed);
+                }
+                // Another process published the same layer first (or put a
+                // leftover back): look again.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
+                    tracing::debug!(layer = %diff_id, "layer committed concurrently");
+                }
+                Err(e) => return Err(StoreError::io("rename into place", &dst, e)),
+            }
         }
-        let marker = dst.join(INCOMPLETE_MARKER);
-        fs::remove_file(&marker).map_err(|e| StoreError::io("remove", &marker, e))?;
-        sync_dir(&dst)?;
-        sync_dir(dst.parent().expect("layer path has a parent"))?;
-        Ok(LayerCommit::Committed)
+        if self.has_layer(diff_id) {
+            return Ok(LayerCommit::AlreadyPresent);
+        }
+        Err(StoreError::io(
+            "rename into place",
+            &dst,
+            std::io::Error::other("the destination kept reappearing incomplete"),
+        ))
     }
 
     /// Removes a layer directory safely: it is first marked incomplete and
     /// renamed into `tmp/`, so a crash halfway never leaves a layer that
-    /// looks complete but is not.
-    pub(super) fn discard_layer_dir(&self, dir: &std::path::Path) -> Result<(), StoreError> {
+    /// looks complete but is not. Only for a caller holding the store lock
+    /// exclusively (`prune`).
+    pub(super) fn discard_layer_dir(&self, dir: &Path) -> Result<(), StoreError> {
         let marker = dir.join(INCOMPLETE_MARKER);
         fs::write(&marker, b"").map_err(|e| StoreError::io("create", &marker, e))?;
-        let trash = self.tmp_dir().join(format!(
-            "trash-{}",
-            dir.file_name().and_then(|n| n.to_str()).unwrap_or("layer")
-        ));
-        let _ = remove_tree(&trash);
-        fs::rename(dir, &trash).map_err(|e| StoreError::io("rename", dir, e))?;
+        self.move_to_trash(dir)
+    }
+
+    /// Renames `dir` to a unique name in `tmp/` and deletes it there. A
+    /// directory that is already gone (another process moved it) is fine.
+    fn move_to_trash(&self, dir: &Path) -> Result<(), StoreError> {
+        let trash = tempfile::Builder::new()
+            .prefix("trash-")
+            .tempdir_in(self.tmp_dir())
+            .map_err(|e| StoreError::io("create trash directory in", &self.tmp_dir(), e))?
+            .keep();
+        let target = trash.join("layer");
+        match fs::rename(dir, &target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let _ = fs::remove_dir(&trash);
+                return Err(StoreError::io("rename", dir, e));
+            }
+        }
         remove_tree(&trash).map_err(|e| StoreError::io("remove", &trash, e))
     }
 

@@ -43,6 +43,7 @@ mod txn;
 pub mod gc;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub use error::StoreError;
@@ -57,6 +58,13 @@ use crate::oci::{DiffId, Digest};
 /// The version of the store layout. Bump it when that
 /// layout changes incompatibly; `Store::open` refuses other versions.
 pub const LAYOUT_VERSION: &str = "1";
+
+/// Directories below the root that hold unpacked image content, and so are
+/// private to root (mode 0700).
+const PRIVATE_DIRS: [&str; 3] = ["layers", "tmp", "mounts"];
+
+/// Prefix of the temp file `write_atomic` renames into place.
+const ATOMIC_TEMP_PREFIX: &str = ".tmp-";
 
 /// The store's OCI image layout directory, below the root.
 pub const LAYOUT_DIR: &str = "oci";
@@ -76,12 +84,20 @@ impl Store {
     pub fn open(root: &Path, mode: LockMode) -> Result<Self, StoreError> {
         for dir in [
             root.join(LAYOUT_DIR).join("blobs/sha256"),
-            root.join("layers"),
-            root.join("tmp"),
-            root.join("mounts"),
             root.join("empty"),
         ] {
             fs::create_dir_all(&dir).map_err(|e| StoreError::io("create directory", &dir, e))?;
+        }
+        // Unpacked layers keep the image's setuid files and device nodes,
+        // so only root may reach them: a 0666 block device in an image
+        // must not become a way in for every local user (containers/storage
+        // keeps its layers at 0700 for the same reason). Re-applied on every
+        // open, so an older or hand-made store gets fixed too.
+        for dir in PRIVATE_DIRS.iter().map(|d| root.join(d)) {
+            fs::create_dir_all(&dir).map_err(|e| StoreError::io("create directory", &dir, e))?;
+            let private = fs::Permissions::from_mode(0o700);
+            fs::set_permissions(&dir, private)
+                .map_err(|e| StoreError::io("chmod 0700", &dir, e))?;
         }
         let lock = lock::StoreLock::acquire(&root.join("lock"), mode)?;
         let store = Self {
@@ -182,7 +198,7 @@ impl Store {
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let dir = path.parent().expect("store paths have a parent");
         let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(ATOMIC_TEMP_PREFIX)
             .tempfile_in(dir)
             .map_err(|e| StoreError::io("create temp file in", dir, e))?;
         use std::io::Write;

@@ -262,3 +262,116 @@ fn open_removes_only_dead_and_old_transactions() {
         "a young one may be between mkdir and flock"
     );
 }
+
+/// Runs `f` on `n` threads released together, each with its own `Store`
+/// (flock locks and transactions behave per open file, like processes).
+fn race<T: Send>(n: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    f()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn concurrent_commits_of_one_layer_all_succeed_and_publish_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..200u32 {
+        let id = DiffId(crate::oci::Digest::of_bytes(&round.to_le_bytes()));
+        let results = race(3, || {
+            let store = Store::open(dir.path(), LockMode::Shared).unwrap();
+            let txn = store.begin().unwrap();
+            for i in 0..10 {
+                fs::write(txn.layer_dir().join(format!("f{i}")), b"x").unwrap();
+            }
+            store
+                .commit_layer(&txn, &id, b"{}")
+                .map_err(|e| e.to_string())
+        });
+        let committed = results
+            .iter()
+            .filter(|r| matches!(r, Ok(layers::LayerCommit::Committed)))
+            .count();
+        assert!(
+            results.iter().all(Result::is_ok),
+            "round {round}: {results:?}"
+        );
+        assert_eq!(committed, 1, "round {round}: {results:?}");
+        let store = open(&dir);
+        assert!(store.has_layer(&id), "round {round}");
+        assert_eq!(
+            fs::read_dir(store.layer_diff_path(&id)).unwrap().count(),
+            10
+        );
+    }
+}
+
+#[test]
+fn concurrent_opens_remove_each_leftover_once_without_failing() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(&dir));
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for i in 0..20 {
+            let d = dir.path().join(format!("tmp/txn-dead-{i}"));
+            for j in 0..5 {
+                fs::create_dir_all(d.join(format!("layer/diff/d{j}"))).unwrap();
+                fs::write(d.join(format!("layer/diff/d{j}/f")), b"x").unwrap();
+            }
+            fs::write(d.join("lock"), b"").unwrap();
+            fs::File::open(&d).unwrap().set_modified(old).unwrap();
+        }
+        let results = race(3, || {
+            Store::open(dir.path(), LockMode::Shared)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn layer_and_temp_directories_are_private_to_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("layers")).unwrap();
+    fs::set_permissions(dir.path().join("layers"), fs::Permissions::from_mode(0o755)).unwrap();
+    let _store = open(&dir);
+    for private in ["layers", "tmp", "mounts"] {
+        let mode = fs::metadata(dir.path().join(private))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{private}");
+    }
+    let mode = fs::metadata(dir.path().join("oci"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0o055, "oci/ stays readable for other tools");
+}
+
+#[test]
+fn prune_removes_interrupted_atomic_writes_everywhere_they_happen() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    fs::create_dir_all(dir.path().join("mounts/abc")).unwrap();
+    let leftovers = [".tmp-a", "oci/.tmp-b", "mounts/abc/.tmp-c"].map(|p| dir.path().join(p));
+    for p in &leftovers {
+        fs::write(p, b"half").unwrap();
+    }
+    let store = Store::open(dir.path(), LockMode::ExclusiveNoWait).unwrap();
+    let report = store.prune().unwrap();
+    assert_eq!(report.temp_entries_removed, 3);
+    for p in &leftovers {
+        assert!(!p.exists(), "{}", p.display());
+    }
+}

@@ -37,6 +37,12 @@ impl Transaction {
         self.dir.join("blob")
     }
 
+    /// Creates the blob file for the caller to write.
+    pub fn create_blob(&self) -> Result<File, StoreError> {
+        let path = self.blob_path();
+        File::create(&path).map_err(|e| StoreError::io("create", &path, e))
+    }
+
     /// The directory the caller unpacks a layer into before
     /// [`Store::commit_layer`]; created empty.
     pub fn layer_dir(&self) -> PathBuf {
@@ -101,7 +107,16 @@ impl Store {
                     continue;
                 }
             }
-            remove_tree(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+            // Claim the leftover with a rename first: several processes may
+            // open the store at once and find the same leftover, and only
+            // the one whose rename succeeds deletes it.
+            let claimed = tmp.join(format!(".removing-{}", unique_suffix()));
+            match fs::rename(&path, &claimed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("rename", &path, e)),
+            }
+            remove_tree(&claimed).map_err(|e| StoreError::io("remove", &claimed, e))?;
             removed += 1;
         }
         Ok(removed)
@@ -110,6 +125,17 @@ impl Store {
     pub(super) fn remove_stale_transactions(&self) -> Result<(), StoreError> {
         self.remove_transactions(false).map(|_| ())
     }
+}
+
+/// A name no other process will pick: pid plus a per-process counter.
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Removes a file or a directory tree, without following symlinks. Unpacked

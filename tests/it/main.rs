@@ -1,12 +1,17 @@
 //! The one integration-test binary. Each module is a feature area.
 
-mod containerfile; // `builder containerfile parse`: JSON dump = golden files, errors, stdin, default names
-mod fault_proxy; // loopback server injecting what a real registry won't: token challenges, tampering, 5xx, cuts
-mod mount; // overlay mounts (new API and legacy), guards
-mod registry; // the registry client against docker-registry and the fault proxy
-mod runtime; // the container runtime on a busybox overlay rootfs: isolation, limits, users, exit codes, runc parity
 mod support; // registries, fixtures, the builder runner (shared by all areas)
 
+mod check; // `builder check` detects every kind of store corruption it claims to
+mod containerfile; // `builder containerfile parse`: JSON dump = golden files, errors, stdin, default names
+mod crafted; // hand-edited images: repeated layers, one blob with two diffIDs
+mod fault_proxy; // loopback server injecting what a real registry won't: token challenges, tampering, 5xx, cuts
+mod images; // tag, rmi, inspect by ID, prune keeping what is referenced
+mod mount; // overlay mounts (new API and legacy), guards
+mod progress; // what `builder pull` prints: bars on a terminal, lines in CI, -q
 mod pull; // `builder pull` end to end: rootfs vs umoci, TLS/auth, platforms, kill -9, concurrency
 mod pull_faults; // `builder pull` through the fault proxy: Bearer challenge, tampered blobs
+mod registry; // the registry client against docker-registry and the fault proxy
+mod runtime; // the container runtime on a busybox overlay rootfs: isolation, limits, users, exit codes, runc parity
 mod store; // the store after real pulls vs store-layout.md
+mod tidy; // architecture rules on the source: layering, unsafe only in sys, only cli prints, module docs

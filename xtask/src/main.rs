@@ -215,7 +215,12 @@ fn lint() -> Result {
     run(clippy)?;
     let mut doc = cargo();
     doc.args(["doc", "--no-deps", "--document-private-items"])
-        .env("RUSTDOCFLAGS", "-D warnings");
+        .env(
+            // The docs include private items, so links to them resolve; every
+            // other rustdoc warning (broken links, bad HTML…) fails.
+            "RUSTDOCFLAGS",
+            "-D warnings -A rustdoc::private_intra_doc_links",
+        );
     run(doc)
 }
 
@@ -341,12 +346,13 @@ fn demo() -> Result {
         run_silently(builder_cmd(&["inspect", &image]))?;
         run_silently(builder_cmd(&["check"]))?;
         println!(
-            "\nThe store's oci/ is an OCI image layout, so skopeo reads it directly:\n$ ls {0}\n$ skopeo inspect oci:{0}/oci:{image}",
+            "\nThe store's oci/ is an OCI image layout, so skopeo reads it directly:\n$ ls {}",
             store.display()
         );
         let mut ls = Command::new("ls");
         ls.arg(&store);
         run_silently(ls)?;
+        println!("$ skopeo inspect oci:{}/oci:{image}", store.display());
         let mut skopeo = Command::new("skopeo");
         skopeo
             .arg("inspect")
@@ -516,9 +522,8 @@ fn bench(args: &[String]) -> Result {
     if runs < 5 {
         println!("(fewer than 5 runs: BENCHMARKS.md not written)");
     } else {
-        let path = root().join("BENCHMARKS.md");
-        fs::write(&path, report).map_err(|e| format!("write {}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
+        write_bench_section("pull", &report)?;
+        println!("wrote the pull section of BENCHMARKS.md");
     }
     Ok(())
 }
@@ -602,7 +607,7 @@ fn bench_report(
 ) -> String {
     let ms = |s: f64| format!("{:.0} ms", s * 1000.0);
     let mut r = String::new();
-    r += "# Benchmarks: `builder pull`\n\n";
+    r += "## `builder pull`\n\n";
     r += &format!(
         "Written by `cargo xtask bench pull`. Each time is the median of {runs} cold runs \
          (hyperfine; every run starts from an empty store). All three tools pull from the same \
@@ -667,7 +672,7 @@ fn bench_report(
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "?".into())
     };
-    r += "\n## Machine state\n\n";
+    r += "\n### Machine state\n\n";
     r += &format!("- date: {}\n", tool_version("date", "-u"));
     r += &format!("- commit: {commit}\n");
     r += &format!("- kernel: {}\n", tool_version("uname", "-r"));
@@ -689,4 +694,25 @@ fn bench_report(
         tool_version("hyperfine", "--version")
     );
     r
+}
+
+/// Replaces one bench's section of BENCHMARKS.md (between
+/// `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`), keeping the others, so
+/// each `cargo xtask bench NAME` owns only its own table.
+fn write_bench_section(name: &str, body: &str) -> Result {
+    let path = root().join("BENCHMARKS.md");
+    let old = fs::read_to_string(&path).unwrap_or_default();
+    let (start, end) = (
+        format!("<!-- bench:{name} -->"),
+        format!("<!-- /bench:{name} -->"),
+    );
+    let section = format!("{start}\n{}\n{end}", body.trim_end());
+    let new = match (old.find(&start), old.find(&end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &old[..a], &old[b + end.len()..]),
+        _ if old.trim().is_empty() => format!(
+            "# Benchmarks\n\nEach section is written by `cargo xtask bench NAME`, which runs builder and its peers side by side in one run on this machine and reports ratios.\n\n{section}\n"
+        ),
+        _ => format!("{}\n\n{section}\n", old.trim_end()),
+    };
+    fs::write(&path, new).map_err(|e| format!("write {}: {e}", path.display()))
 }
