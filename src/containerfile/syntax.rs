@@ -102,6 +102,27 @@ impl Keyword {
             .find(|k| k.name().eq_ignore_ascii_case(name))
     }
 
+    /// Whether Docker expands `$VARIABLES` in this instruction's arguments
+    /// (and flag values). RUN, CMD, ENTRYPOINT, SHELL and HEALTHCHECK are
+    /// left to the shell; MAINTAINER is taken literally; ONBUILD's trigger
+    /// is expanded when it runs, by its own rule.
+    pub fn expands(self) -> bool {
+        matches!(
+            self,
+            Keyword::Add
+                | Keyword::Arg
+                | Keyword::Copy
+                | Keyword::Env
+                | Keyword::Expose
+                | Keyword::From
+                | Keyword::Label
+                | Keyword::StopSignal
+                | Keyword::User
+                | Keyword::Volume
+                | Keyword::Workdir
+        )
+    }
+
     /// The closest instruction name, for "did you mean".
     fn suggest(name: &str) -> Option<&'static str> {
         let upper = name.to_ascii_uppercase();
@@ -287,7 +308,7 @@ pub fn parse_syntax(label: &str, text: &str) -> Result<Syntax, ParseError> {
             line: &line,
             escape: lexer.escape(),
         };
-        let mut ins = cx.instruction(0)?;
+        let mut ins = cx.instruction(0, false)?;
         if line.had_empty_continuation {
             warnings.push(Warning {
                 line: line.start_line,
@@ -588,7 +609,9 @@ impl Cx<'_> {
 
     /// Parses the instruction that starts at `start` and runs to the end of
     /// the line (ONBUILD recurses with the rest of its line).
-    fn instruction(&self, start: usize) -> Result<RawInstruction, ParseError> {
+    /// `nested` is set for ONBUILD's trigger: an ONBUILD inside it is not
+    /// parsed further (it is an error later), so nesting stays shallow.
+    fn instruction(&self, start: usize, nested: bool) -> Result<RawInstruction, ParseError> {
         let (start, end) = self.trim(start, self.line.text.len());
         let text = &self.line.text[start..end];
         let kw_len = text.find(is_blank).unwrap_or(text.len());
@@ -618,7 +641,7 @@ impl Cx<'_> {
             source: text.to_string(),
             json_error: None,
         };
-        ins.args = self.args(keyword, rest_start, rest_end, &mut ins.json_error)?;
+        ins.args = self.args(keyword, rest_start, rest_end, &mut ins.json_error, nested)?;
         Ok(ins)
     }
 
@@ -628,6 +651,7 @@ impl Cx<'_> {
         start: usize,
         end: usize,
         json_error: &mut Option<String>,
+        nested: bool,
     ) -> Result<Args, ParseError> {
         let rest = &self.line.text[start..end];
         Ok(match keyword {
@@ -667,8 +691,10 @@ impl Cx<'_> {
             Keyword::Onbuild => {
                 if rest.is_empty() {
                     Args::None
+                } else if nested {
+                    Args::Text(self.word(rest, start))
                 } else {
-                    Args::Trigger(Box::new(self.instruction(start)?))
+                    Args::Trigger(Box::new(self.instruction(start, true)?))
                 }
             }
         })
