@@ -200,10 +200,47 @@ fn ensure_packages() -> Result {
 
 // ------------------------------------------------------------------ test, ci
 
+/// `cargo test --all-targets`, passing its output through, then one
+/// closing line with the totals over every test binary: cargo prints a
+/// `test result:` line per binary, and the last one (xtask's own, with no
+/// tests) would otherwise read as "0 passed" to anyone skimming the end.
 fn test(extra: &[String]) -> Result {
+    use std::io::BufRead;
     let mut c = cargo();
-    c.args(["test", "--all-targets"]).args(extra);
-    run(c)
+    c.args(["test", "--all-targets", "--no-fail-fast"])
+        .args(extra)
+        .stdout(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| format!("run cargo test: {e}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("read cargo test output: {e}"))?;
+        println!("{line}");
+        if let Some(summary) = line.strip_prefix("test result: ") {
+            for part in summary.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let n: u64 = n.parse().unwrap_or(0);
+                match what {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    "ignored" => ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("wait for cargo test: {e}"))?;
+    println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo test failed ({status})"))
+    }
 }
 
 fn lint() -> Result {
