@@ -1,12 +1,14 @@
 //! Layers as tar streams and as directories. This module owns the
 //! conversion between a layer's (decompressed) tar and a directory in
-//! overlayfs format, which the store uses directly as an overlay lowerdir:
-//! unpacking ([`unpack()`]), whiteout conversion ([`whiteout`]), decompression
-//! ([`compression`]), and the [`inventory`] that records an unpacked
-//! directory so it can be verified later.
+//! overlayfs format, which the store uses directly as an overlay lowerdir,
+//! both ways: unpacking ([`unpack()`]) and diffing an overlay upper dir into
+//! a layer ([`diff()`]); whiteout conversion ([`whiteout`]), compression
+//! both ways ([`compression`]), and the [`inventory`] that records an
+//! unpacked directory so it can be verified later.
 //!
 //! It knows nothing of the store, registries or mounts: callers hand it a
-//! reader and an empty directory and get back counts and an inventory.
+//! reader and an empty directory and get back counts and an inventory, or
+//! an upper dir and a writer and get back the layer's digests.
 //!
 //! Invariants:
 //! - Nothing is ever written outside the target directory, whatever the tar
@@ -18,16 +20,20 @@
 //!   markers.
 //! - The inventory built while unpacking equals [`inventory::scan`] of the
 //!   result.
+//! - Round trip: [`diff()`] of a directory [`unpack()`] wrote, unpacked again
+//!   into an empty directory, scans equal to it.
 
 use std::io;
 use std::path::PathBuf;
 
 pub mod compression;
+pub mod diff;
 pub mod inventory;
 pub mod unpack;
 pub mod whiteout;
 
 pub use compression::decoder;
+pub use diff::{DiffOptions, Diffed, diff};
 pub use inventory::{Inventory, Mismatch, compare, scan};
 pub use unpack::{UnpackOptions, Unpacked, unpack};
 pub use whiteout::OverlayXattr;
@@ -63,6 +69,21 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
+    #[error("read `{}` in the upper dir", path.display())]
+    Upper {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{}` cannot be represented in a layer: {reason}", path.display())]
+    Unrepresentable { path: PathBuf, reason: String },
+    #[error("write layer")]
+    Write {
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid diff options: {reason}")]
+    Options { reason: String },
     #[error("scan `{}`", path.display())]
     Scan {
         path: PathBuf,

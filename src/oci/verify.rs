@@ -1,5 +1,6 @@
-//! Readers that hash (and count) what flows through them, so a stream is
-//! verified in the same pass that consumes it — never read twice.
+//! Readers and writers that hash (and count) what flows through them, so a
+//! stream is verified (or its digest computed) in the same pass that
+//! consumes or produces it — never read twice.
 
 use std::io::{self, Read, Write};
 
@@ -85,6 +86,54 @@ impl<R: Read, W: Write> Read for TeeHashingReader<R, W> {
     }
 }
 
+/// Hashes and counts every byte written through it: a layer's tar on its
+/// way to the compressor (the DiffID), or the compressed stream on its way
+/// to the blob file (the digest).
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// The digest and count of everything written, and the inner writer
+    /// (not flushed: the caller finishes it as its kind requires).
+    pub fn finish(self) -> (Digest, u64, W) {
+        (Digest::from_hasher(self.hasher), self.bytes, self.inner)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Hash only what the inner writer accepted: a short write must not
+        // hash bytes that will be offered again.
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +148,31 @@ mod tests {
         assert_eq!(digest, Digest::of_bytes(&data));
         assert_eq!(bytes, data.len() as u64);
         assert_eq!(copy, data);
+    }
+
+    /// Accepts at most 7 bytes per call, to exercise short writes.
+    struct Trickle(Vec<u8>);
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn hashing_writer_hashes_exactly_what_was_accepted() {
+        let data = b"some layer bytes ".repeat(300);
+        let mut w = HashingWriter::new(Trickle(Vec::new()));
+        w.write_all(&data).unwrap();
+        assert_eq!(w.bytes_written(), data.len() as u64);
+        let (digest, bytes, inner) = w.finish();
+        assert_eq!(digest, Digest::of_bytes(&data));
+        assert_eq!(bytes, data.len() as u64);
+        assert_eq!(inner.0, data);
     }
 }
