@@ -2,6 +2,7 @@
 //! resolving a user's image argument, building a registry client.
 
 mod check;
+mod containerfile;
 mod images;
 mod login;
 mod mount;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => check::check(&open(LockMode::Shared)?, args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
+        Command::Containerfile(cmd) => containerfile::run(cmd),
     }
 }
 
