@@ -4,6 +4,7 @@
 //! layer (see ARCHITECTURE.md, enforced by `tests/it/tidy.rs`).
 
 // Layer 0: leaves; `oci` is the shared vocabulary the others may use.
+pub mod containerfile; // Containerfile text -> typed stages; word expansion, ARG/ENV scoping (pure)
 pub mod oci; // digests, descriptors, media types, verifying readers
 pub mod progress; // `Reporter` trait: libraries emit events, only `cli` draws
 pub mod reference; // image-name grammar and normalisation

@@ -56,6 +56,9 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove stored credentials for a registry
     Logout(LogoutArgs),
+    /// Inspect Containerfiles without building them
+    #[command(subcommand)]
+    Containerfile(ContainerfileCommand),
 }
 
 /// How to reach registries; shared by every command that talks to one.
@@ -351,4 +354,23 @@ pub struct RmArgs {
     /// Kill a running container first
     #[arg(short, long)]
     pub force: bool,
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerfileCommand {
+    /// Parse a Containerfile and print its instructions as written (before
+    /// variable expansion); exits 1 with a located message if it is invalid
+    Parse(ContainerfileParseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ContainerfileParseArgs {
+    /// The Containerfile; `-` reads stdin [default: ./Containerfile, else ./Dockerfile]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Print JSON: {"directives": {NAME: VALUE}, "instructions": [{"line",
+    /// "end_line", "instruction", "flags", "args", "exec_form", "heredocs",
+    /// and "pairs" for ENV/LABEL/ARG, "trigger" for ONBUILD}]}
+    #[arg(long)]
+    pub json: bool,
 }

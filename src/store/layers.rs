@@ -70,15 +70,14 @@ impl Store {
                 return Ok(LayerCommit::AlreadyPresent);
             }
             if dst.exists() {
-                // Another committer may have published it between the check
-                // above and this one (its rename makes a complete layer
-                // appear at once): then it is not a leftover.
+                // Layers only ever appear complete (one rename publishes
+                // them), so an existing one without the marker is
+                // complete: another process won.
                 if self.has_layer(diff_id) {
                     return Ok(LayerCommit::AlreadyPresent);
                 }
-                // A crash leftover of an interrupted `prune`: no live process
-                // owns it (prune runs alone), so move it aside.
-                self.move_to_trash(&dst)?;
+                // A crash leftover of an interrupted `prune`.
+                self.remove_incomplete_leftover(&dst)?;
             }
             match fs::rename(&staged, &dst) {
                 Ok(()) => {
@@ -111,6 +110,36 @@ impl Store {
         let marker = dir.join(INCOMPLETE_MARKER);
         fs::write(&marker, b"").map_err(|e| StoreError::io("create", &marker, e))?;
         self.move_to_trash(dir)
+    }
+
+    /// Moves an incomplete layer directory aside and deletes it. Another
+    /// committer may have replaced the leftover with its complete layer
+    /// between our look and our rename; then that layer is put back.
+    fn remove_incomplete_leftover(&self, dst: &Path) -> Result<(), StoreError> {
+        let trash = tempfile::Builder::new()
+            .prefix("trash-")
+            .tempdir_in(self.tmp_dir())
+            .map_err(|e| StoreError::io("create trash directory in", &self.tmp_dir(), e))?
+            .keep();
+        let moved = trash.join("layer");
+        match fs::rename(dst, &moved) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let _ = fs::remove_dir(&trash);
+                return Err(StoreError::io("rename", dst, e));
+            }
+        }
+        if moved.is_dir() && !moved.join(INCOMPLETE_MARKER).exists() {
+            // Not a leftover after all: publish it again (or, if yet another
+            // committer published meanwhile, drop this copy).
+            match fs::rename(&moved, dst) {
+                Ok(()) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {}
+                Err(e) => return Err(StoreError::io("rename back into place", dst, e)),
+            }
+        }
+        remove_tree(&trash).map_err(|e| StoreError::io("remove", &trash, e))
     }
 
     /// Renames `dir` to a unique name in `tmp/` and deletes it there. A

@@ -3,6 +3,7 @@
 mod support; // registries, fixtures, the builder runner (shared by all areas)
 
 mod check; // `builder check` detects every kind of store corruption it claims to
+mod containerfile; // `builder containerfile parse`: JSON dump = golden files, errors, stdin, default names
 mod crafted; // hand-edited images: repeated layers, one blob with two diffIDs
 mod diff; // layer::diff on a real overlay upper: exact entries, applies back to the merged view
 mod fault_proxy; // loopback server injecting what a real registry won't: token challenges, tampering, 5xx, cuts

@@ -3,6 +3,7 @@
 
 mod check;
 mod containers;
+mod containerfile;
 mod images;
 mod login;
 mod mount;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => check::check(&open(LockMode::Shared)?, args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
+        Command::Containerfile(cmd) => containerfile::run(cmd),
     }
 }
 
