@@ -354,6 +354,7 @@ pub struct RmArgs {
     /// Kill a running container first
     #[arg(short, long)]
     pub force: bool,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum ContainerfileCommand {

@@ -2,8 +2,8 @@
 //! resolving a user's image argument, building a registry client.
 
 mod check;
-mod containers;
 mod containerfile;
+mod containers;
 mod images;
 mod login;
 mod mount;
