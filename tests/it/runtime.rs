@@ -376,17 +376,26 @@ fn cpus_set_the_cfs_quota() {
         .join(&f.id);
     let seen = std::thread::scope(|s| {
         let watcher = s.spawn(|| {
+            // The cgroup directory appears before its limits are written:
+            // keep reading until the quota is set (or the run is over).
             let start = Instant::now();
+            let mut last = None;
             while start.elapsed() < Duration::from_secs(5) {
                 if let (Ok(q), Ok(p)) = (
                     fs::read_to_string(dir.join("cpu.cfs_quota_us")),
                     fs::read_to_string(dir.join("cpu.cfs_period_us")),
                 ) {
-                    return Some((q.trim().to_owned(), p.trim().to_owned()));
+                    let seen = (q.trim().to_owned(), p.trim().to_owned());
+                    if seen.0 != "-1" {
+                        return Some(seen);
+                    }
+                    last = Some(seen);
+                } else if last.is_some() {
+                    break; // the cgroup is gone: the run ended
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(2));
             }
-            None
+            last
         });
         let (r, _) = f.run_cfg(&c, false);
         assert_eq!(r.unwrap().status, ExitStatus::Exited(0));
