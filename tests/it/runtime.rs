@@ -350,13 +350,15 @@ fn fork_bomb_is_contained_by_pids_limit() {
     // bomb's processes killed with the namespace.
     let start = Instant::now();
     let (o, out) = limited(
-        "b() { b | b & }; b; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo survived",
+        "b() { b | b & }; b; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo survived",
     );
     assert_eq!(o.status, ExitStatus::Exited(0), "{out}");
     assert!(out.ends_with("survived\n"), "{out}");
+    // Not a speed check: a bomb that escaped the limit would keep the run
+    // (or the machine) busy far longer than this on any load.
     assert!(
-        start.elapsed() < Duration::from_secs(10),
-        "took {:?}",
+        start.elapsed() < Duration::from_secs(60),
+        "the contained fork bomb took {:?}",
         start.elapsed()
     );
 }
