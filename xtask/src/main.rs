@@ -192,7 +192,9 @@ fn ensure_packages() -> Result {
     };
     eprintln!("xtask: installing missing packages: {}", missing.join(" "));
     run(apt(&["update", "-q"]))?;
-    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    // With recommends, as the machines the suite was written on have them
+    // (podman recommends its helpers: catatonit, slirp4netns, uidmap…).
+    let mut install = apt(&["install", "-y", "-q"]);
     install.args(&missing);
     run(install).map_err(|e| {
         format!(
