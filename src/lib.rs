@@ -22,5 +22,8 @@ pub mod check; // store verification: blobs re-hashed, layer dirs against invent
 pub mod pull; // reference -> registry -> store
 pub mod rootfs; // an image's layers as one overlay mount
 
+// Layer 3: building images.
+pub mod build; // Containerfile -> image: context, COPY/ADD, cache keys, config
+
 // Layer 4: the only module that prints.
 pub mod cli;
