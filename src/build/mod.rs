@@ -19,9 +19,13 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+pub mod cache;
 pub mod context;
+pub mod copy;
 
+pub use cache::{CacheKey, ContentDigest, StepInputs};
 pub use context::{Context, Source, SourceKind};
+pub use copy::{CopyOptions, CopyPlan, CopySource, plan_copy};
 
 /// Where an instruction is in the Containerfile: `FILE:LINE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
