@@ -20,10 +20,12 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod cache;
+pub mod config;
 pub mod context;
 pub mod copy;
 
 pub use cache::{CacheKey, ContentDigest, StepInputs};
+pub use config::{ConfigError, Metadata, StageConfig, apply_metadata};
 pub use context::{Context, Source, SourceKind};
 pub use copy::{CopyOptions, CopyPlan, CopySource, plan_copy};
 
