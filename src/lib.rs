@@ -19,6 +19,7 @@ pub mod store; // content-addressed blobs (an OCI layout), image records, unpack
 
 // Layer 2: moving and assembling images.
 pub mod check; // store verification: blobs re-hashed, layer dirs against inventories
+pub mod container; // image -> overlay rootfs in the store -> one process -> teardown (`run`, RUN steps)
 pub mod pull; // reference -> registry -> store
 pub mod rootfs; // an image's layers as one overlay mount
 

@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Build, pull, store and run OCI container images, with no daemon",
     after_help = "Exit status: 0 success, 1 failure (the error says what failed and why), 2 bad usage. \
-                  `check` exits 1 when it finds corruption."
+                  `check` exits 1 when it finds corruption. `run` exits with the command's status \
+                  (see `builder run --help`)."
 )]
 pub struct Cli {
     /// Store directory [default: /var/lib/builder as root, $XDG_DATA_HOME/builder otherwise]
@@ -45,6 +46,12 @@ pub enum Command {
     Prune(PruneArgs),
     /// Verify every blob and unpacked layer in the store
     Check(CheckArgs),
+    /// Run a command in a new container from an image
+    Run(Box<RunArgs>),
+    /// List containers
+    Ps(PsArgs),
+    /// Remove containers
+    Rm(RmArgs),
     /// Store credentials for a registry
     Login(LoginArgs),
     /// Remove stored credentials for a registry
@@ -171,6 +178,182 @@ pub struct LogoutArgs {
     /// Credentials file (containers auth.json format)
     #[arg(long, env = "REGISTRY_AUTH_FILE", value_name = "FILE")]
     pub authfile: Option<PathBuf>,
+}
+
+/// When `run` pulls its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull only if the image is not in the store
+    Missing,
+    /// Pull every time (the registry's image may have changed)
+    Always,
+    /// Never pull; fail if the image is not in the store
+    Never,
+}
+
+/// Network modes of `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkMode {
+    /// Only a loopback interface
+    None,
+    /// The host's network
+    Host,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    disable_help_flag = true,
+    after_help = "Exit status: the command's own exit status; 128+N when it is killed by signal N \
+                  (137 for SIGKILL, also after an out-of-memory kill, which is reported on stderr); \
+                  127 when the command is not found in the container; 126 when it cannot be executed; \
+                  125 when builder itself fails (image not found, pull failed, bad options, setup error).\n\n\
+                  Everything after IMAGE is the command and its arguments, options included."
+)]
+pub struct RunArgs {
+    /// Image name or ID; pulled if missing (see --pull)
+    pub image: String,
+
+    /// Command and arguments [default: the image's entrypoint and command]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+
+    /// Name of the container [default: its short ID]
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// When to pull the image
+    #[arg(long, value_enum, default_value = "missing", value_name = "POLICY")]
+    pub pull: PullPolicy,
+
+    /// Set an environment variable (KEY alone takes builder's value)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+
+    /// Read environment variables from a file (KEY=VALUE lines)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Working directory in the container (created if missing)
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// Override the image's entrypoint ("" clears it)
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+
+    /// User to run as: name, UID, name:group or UID:GID
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// Hostname of the container [default: its short ID]
+    #[arg(short = 'h', long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Add a capability to Docker's default set (ALL for all)
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+
+    /// Drop a capability from the set (ALL for all)
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+
+    /// Security options; supported: no-new-privileges
+    #[arg(long, value_name = "OPT")]
+    pub security_opt: Vec<String>,
+
+    /// Same as --security-opt no-new-privileges
+    #[arg(long)]
+    pub no_new_privileges: bool,
+
+    /// Network: none (only loopback) or host
+    #[arg(long, value_enum, default_value = "none", value_name = "MODE")]
+    pub network: NetworkMode,
+
+    /// Memory limit, e.g. 64m, 1g (bytes without a suffix)
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// Maximum number of processes
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<i64>,
+
+    /// CPU limit in CPUs, e.g. 0.5
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+
+    #[arg(
+        short = 'v',
+        long = "volume",
+        value_name = "HOST:CONTAINER[:ro]",
+        help = "Bind-mount a host directory or file: HOST:CONTAINER[:ro]"
+    )]
+    pub volumes: Vec<String>,
+
+    /// Mount an empty tmpfs at PATH
+    #[arg(long, value_name = "PATH")]
+    pub tmpfs: Vec<String>,
+
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Run a minimal init as PID 1 that forwards signals and reaps zombies
+    #[arg(long)]
+    pub init: bool,
+
+    /// Keep stdin open and connect it to the container
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Run with this OCI runtime binary (e.g. runc) instead of builder's own, given the same spec
+    #[arg(long, value_name = "PATH")]
+    pub runtime: Option<PathBuf>,
+
+    /// Platform to pull: os/arch[/variant] [default: this machine's]
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default: only running ones)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Print only container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print full IDs and commands
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Container names or IDs (any unique prefix)
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Kill a running container first
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,7 +43,7 @@ fn init_logging(level: &str) {
 }
 
 #[allow(clippy::print_stderr)]
-fn report_error(err: &anyhow::Error) {
+pub(crate) fn report_error(err: &anyhow::Error) {
     eprintln!("error: {err}");
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");

@@ -4,6 +4,10 @@
 //!
 //! The child cannot allocate, so the message is three integers and the
 //! parent, which holds the same plan, turns them into a sentence.
+//!
+//! The only other thing the child sends is the pty master, as a descriptor
+//! over a unix socket (`sys::tty::send_fd`), when the spec asks for a
+//! terminal.
 
 /// Setup stages of the child, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

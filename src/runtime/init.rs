@@ -44,6 +44,24 @@ fn at(stage: Stage) -> impl Fn(Errno) -> ChildFailure {
 }
 
 fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, ChildFailure> {
+    // First of all: die with builder. If builder died before this line,
+    // the signal will never come; its pidfd then reads as exited (getppid
+    // cannot tell: the parent is outside our PID namespace, so it is 0).
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(at(Stage::ParentDeath))?;
+    if let Some(parent) = &plan.parent {
+        let mut fds = [rustix::event::PollFd::new(
+            parent,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut fds, Some(&zero)).unwrap_or(0) > 0 {
+            sys::process::exit_now(125);
+        }
+    }
     for fd in &plan.cgroup_procs {
         rustix::io::write(fd, b"0").map_err(at(Stage::JoinCgroup))?;
     }
@@ -86,17 +104,9 @@ fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, ChildFailure> {
             }
         }
     }
-    if let Some(tty) = &plan.terminal {
-        rustix::process::setsid().map_err(at(Stage::Terminal))?;
-        rustix::process::ioctl_tiocsctty(tty).map_err(at(Stage::Terminal))?;
-        for target in 0..3 {
-            sys::process::dup2(std::os::fd::AsRawFd::as_raw_fd(tty), target)
-                .map_err(at(Stage::Terminal))?;
-        }
+    if let Some(t) = &plan.terminal {
+        terminal(t).map_err(at(Stage::Terminal))?;
     }
-    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .map_err(at(Stage::ParentDeath))?;
-
     // Credentials (runc's order): shrink the bounding set, keep permitted
     // caps across setuid, switch ids, then set the final sets.
     for &cap in &plan.caps.drop_bounding {
@@ -137,6 +147,45 @@ fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, ChildFailure> {
     }
     sys::process::reset_signals();
     Err(exec(plan))
+}
+
+/// Allocates a pty from the container's devpts (`/dev/ptmx` is the
+/// symlink to `pts/ptmx` made with `/dev`), makes its user side our
+/// controlling terminal and stdio, and sends the master to the parent.
+/// The master is closed here right after sending: the copy in flight keeps
+/// it open, and the container never holds its own master.
+fn terminal(t: &super::plan::TerminalPlan) -> Result<(), Errno> {
+    use rustix::pty::OpenptFlags;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    rustix::pty::unlockpt(&master)?;
+    if t.rows > 0 && t.cols > 0 {
+        rustix::termios::tcsetwinsize(
+            &master,
+            rustix::termios::Winsize {
+                ws_row: t.rows,
+                ws_col: t.cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        )?;
+    }
+    let user_side =
+        rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    rustix::process::setsid()?;
+    rustix::process::ioctl_tiocsctty(&user_side)?;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&user_side);
+    for target in 0..3 {
+        sys::process::dup2(raw, target)?;
+    }
+    sys::tty::send_fd(&t.socket, &master)?;
+    drop(master);
+    if raw > 2 {
+        drop(user_side);
+    } else {
+        // It already is one of our stdio descriptors.
+        std::mem::forget(user_side);
+    }
+    Ok(())
 }
 
 /// `execvpe`'s search over the prepared candidates: ENOENT/ENOTDIR move
@@ -218,22 +267,20 @@ fn run_step(step: &Step) -> Result<(), Errno> {
         Step::Symlink { target, link } => {
             rustix::fs::symlinkat(target.as_c_str(), rustix::fs::CWD, link.as_c_str())
         }
-        Step::Mask { path } => match rustix::fs::stat(path.as_c_str()) {
+        Step::Mask { path, null } => match rustix::fs::stat(path.as_c_str()) {
             Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(e),
             Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() => {
+                // As runc: read-only is all it takes, the tmpfs is empty.
                 rustix::mount::mount(
                     c"tmpfs",
                     path.as_c_str(),
                     c"tmpfs",
-                    MountFlags::RDONLY
-                        | MountFlags::NOSUID
-                        | MountFlags::NODEV
-                        | MountFlags::NOEXEC,
+                    MountFlags::RDONLY,
                     None,
                 )
             }
-            Ok(_) => rustix::mount::mount_bind(c"/dev/null", path.as_c_str()),
+            Ok(_) => rustix::mount::mount_bind(null.as_c_str(), path.as_c_str()),
         },
         Step::ReadOnly { path } => {
             match rustix::mount::mount_bind_recursive(path.as_c_str(), path.as_c_str()) {

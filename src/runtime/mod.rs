@@ -4,14 +4,22 @@
 //!
 //! Lifecycle of [`run`]: create the cgroup (`cgroup`) → prepare the
 //! [`plan::ChildPlan`] (resolve and create mount points in the rootfs) →
-//! `clone3` with the namespace flags → the child (`init`) joins the
-//! cgroup, mounts, `pivot_root`s, drops privileges and `execve`s → the
-//! parent reads the failure pipe (EOF = exec succeeded), forwards
-//! SIGINT/SIGTERM/SIGHUP/SIGQUIT, waits through a pidfd → reads OOM kills
-//! → kills what is left in the cgroup and removes it. PID 1 of the new PID
+//! `clone3` with the namespace flags (and `CLONE_INTO_CGROUP` for a v2
+//! cgroup) → the child (`init`) sets its parent-death signal and checks
+//! builder is still alive, joins a v1 cgroup, mounts, `pivot_root`s,
+//! allocates its pty when asked, drops privileges and `execve`s → the
+//! parent reads the failure pipe (EOF = exec succeeded), receives the pty
+//! master (`RunOptions::terminal`), forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT,
+//! waits through a pidfd → reads OOM kills → kills what is left in the
+//! cgroup and removes it. PID 1 of the new PID
 //! namespace is the command (or a tiny init), so when it exits the kernel
 //! kills every other process of the container; the cgroup kill is the
 //! second line.
+//!
+//! Terminal (`process.terminal`): the pty comes from the container's own
+//! devpts instance, opened by the child after `pivot_root`, so `tty` in the
+//! container names a `/dev/pts/N` it can see; the child sends the master
+//! over a unix socket (`SCM_RIGHTS`) and closes its copy before exec.
 //!
 //! Why clone in-process and not a re-exec of our binary: builder may have
 //! other threads (downloads, progress bars) when it runs a container. A
@@ -65,7 +73,12 @@ pub struct RunOptions {
     /// Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT received by builder.
     pub forward_signals: bool,
     /// stdin, stdout, stderr of the command; `None` inherits ours.
+    /// Ignored when the spec asks for a terminal.
     pub stdio: Option<[OwnedFd; 3]>,
+    /// Where the pty master goes when the spec sets `process.terminal`:
+    /// sent once the command has been executed, so the receiver can copy
+    /// I/O while [`run`] waits.
+    pub terminal: Option<std::sync::mpsc::Sender<OwnedFd>>,
 }
 
 impl RunOptions {
@@ -76,6 +89,7 @@ impl RunOptions {
             init: false,
             forward_signals: true,
             stdio: None,
+            terminal: None,
         }
     }
 }
@@ -208,8 +222,27 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &RunOptions) -> Result<Outcome, Run
         &limits,
     )?));
 
+    // A v2 cgroup is entered at birth (CLONE_INTO_CGROUP); v1 ones by the
+    // child writing to `cgroup.procs` first thing.
+    let cgroup_dir = match cg.get().v2_dir() {
+        Some(dir) => Some(
+            std::fs::File::open(dir)
+                .map(OwnedFd::from)
+                .map_err(|source| CgroupError::Write {
+                    path: dir.to_owned(),
+                    value: "CLONE_INTO_CGROUP".into(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let mut procs = Vec::new();
-    for f in cg.get().procs_files() {
+    let v1_procs = if cgroup_dir.is_some() {
+        Vec::new()
+    } else {
+        cg.get().procs_files()
+    };
+    for f in v1_procs {
         let fd = std::fs::OpenOptions::new()
             .write(true)
             .open(&f)
@@ -220,11 +253,22 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &RunOptions) -> Result<Outcome, Run
             })?;
         procs.push(OwnedFd::from(fd));
     }
+    let wants_terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let (terminal_parent, terminal_child) = if wants_terminal && opts.terminal.is_some() {
+        let (a, b) = sys::tty::socket_pair().map_err(|source| RuntimeError::Spawn { source })?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
     let mut prepared = plan::prepare(plan::PlanInput {
         spec,
         rootfs,
         cgroup_procs: procs,
-        terminal: None,
+        terminal_socket: terminal_child,
         stdio: opts
             .stdio
             .as_ref()
@@ -244,9 +288,13 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &RunOptions) -> Result<Outcome, Run
         None
     };
 
-    let child =
-        sys::process::clone_child(prepared.clone_flags, None, init::child_main, &prepared.plan)
-            .map_err(|source| RuntimeError::Spawn { source })?;
+    let child = sys::process::clone_child(
+        prepared.clone_flags,
+        cgroup_dir.as_ref().map(|fd| fd.as_fd()),
+        init::child_main,
+        &prepared.plan,
+    )
+    .map_err(|source| RuntimeError::Spawn { source })?;
     // The child has its copies; ours would keep the pipe from reaching EOF.
     prepared.plan.report = None;
     prepared.plan.cgroup_procs.clear();
@@ -257,6 +305,15 @@ pub fn run(spec: &Spec, rootfs: &Path, opts: &RunOptions) -> Result<Outcome, Run
         return Err(describe(&prepared, spec, failure));
     }
     drop(report_r);
+    if let (Some(socket), Some(sink)) = (&terminal_parent, &opts.terminal) {
+        match sys::tty::recv_fd(socket) {
+            Ok(Some(master)) => {
+                let _ = sink.send(master);
+            }
+            Ok(None) => tracing::warn!("the container sent no pty"),
+            Err(e) => tracing::warn!("receive the container's pty: {e}"),
+        }
+    }
 
     let status = wait(&child, signals.as_ref())?;
     let oom_killed = cg.get().oom_kills().unwrap_or(0) > 0;

@@ -59,10 +59,13 @@ pub enum Step {
         target: CString,
         link: CString,
     },
-    /// Hides a path: `/dev/null` over a file, an empty read-only tmpfs over
-    /// a directory, nothing if it does not exist.
+    /// Hides a path: `null` (the container's own `/dev/null` when it has a
+    /// `/dev` tmpfs, so no host device shows in its mount table) over a
+    /// file, an empty read-only tmpfs over a directory, nothing if it does
+    /// not exist.
     Mask {
         path: CString,
+        null: CString,
     },
     /// Bind-mounts a path on itself read-only; nothing if it does not exist.
     ReadOnly {
@@ -83,6 +86,10 @@ pub struct CapPlan {
 /// Everything the child needs, prepared by the parent.
 #[derive(Debug)]
 pub struct ChildPlan {
+    /// A pidfd of the parent process: the child checks it right after
+    /// setting its parent-death signal, which is not inherited and so
+    /// misses a parent that died before it was set.
+    pub parent: Option<OwnedFd>,
     pub cgroup_procs: Vec<OwnedFd>,
     pub new_cgroupns: bool,
     pub hostname: Option<CString>,
@@ -93,7 +100,7 @@ pub struct ChildPlan {
     pub readonly_root: bool,
     pub cwd: CString,
     pub rlimits: Vec<(rustix::process::Resource, rustix::process::Rlimit)>,
-    pub terminal: Option<OwnedFd>,
+    pub terminal: Option<TerminalPlan>,
     pub stdio: Option<[i32; 3]>,
     pub caps: CapPlan,
     pub groups: Vec<rustix::process::Gid>,
@@ -106,6 +113,18 @@ pub struct ChildPlan {
     pub envp: CStrArray,
     /// Write end of the failure pipe (close-on-exec).
     pub report: Option<OwnedFd>,
+}
+
+/// `process.terminal`: the child allocates a pty in the container's own
+/// devpts (so `tty` names a `/dev/pts` path the container can see), makes
+/// it its controlling terminal and stdio, and sends the master end to the
+/// parent over `socket` (`SCM_RIGHTS`).
+#[derive(Debug)]
+pub struct TerminalPlan {
+    pub socket: OwnedFd,
+    /// `process.consoleSize`, set on the pty before the command starts.
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// The plan plus what preparing it changed in the rootfs.
@@ -276,7 +295,9 @@ pub struct PlanInput<'a> {
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub cgroup_procs: Vec<OwnedFd>,
-    pub terminal: Option<OwnedFd>,
+    /// The child's end of the socket the pty master is sent through; must
+    /// be given when the spec asks for a terminal.
+    pub terminal_socket: Option<OwnedFd>,
     /// Raw fds (kept open by the caller) to become the command's 0, 1, 2.
     pub stdio: Option<[i32; 3]>,
     pub init: bool,
@@ -287,7 +308,7 @@ pub fn prepare(input: PlanInput<'_>) -> Result<Prepared, RuntimeError> {
         spec,
         rootfs,
         cgroup_procs,
-        terminal,
+        terminal_socket,
         stdio,
         init,
     } = input;
@@ -457,8 +478,19 @@ pub fn prepare(input: PlanInput<'_>) -> Result<Prepared, RuntimeError> {
             dev_nodes(&target, &mut steps, &mut names)?;
         }
     }
+    let has_dev_tmpfs = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.destination() == Path::new("/dev") && m.typ().as_deref() == Some("tmpfs"));
+    let null = if has_dev_tmpfs {
+        cstr(rootfs.join("dev/null").as_os_str().as_bytes())?
+    } else {
+        cstr("/dev/null")?
+    };
     for p in linux.masked_paths().clone().unwrap_or_default() {
         steps.push(Step::Mask {
+            null: null.clone(),
             path: cstr(
                 rootfs
                     .join(p.trim_start_matches('/'))
@@ -525,6 +557,22 @@ pub fn prepare(input: PlanInput<'_>) -> Result<Prepared, RuntimeError> {
     };
 
     let rlimits = rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
+    let terminal = match (process.terminal().unwrap_or(false), terminal_socket) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(spec_err(
+                "`process.terminal` is set but the caller takes no terminal",
+            ));
+        }
+        (true, Some(socket)) => {
+            let size = process.console_size();
+            Some(TerminalPlan {
+                socket,
+                rows: size.map(|s| s.height()).unwrap_or(0) as u16,
+                cols: size.map(|s| s.width()).unwrap_or(0) as u16,
+            })
+        }
+    };
     let propagation = match linux.rootfs_propagation().as_deref() {
         Some("shared") | Some("rshared") => MountPropagationFlags::SHARED,
         Some("slave") | Some("rslave") => MountPropagationFlags::DOWNSTREAM,
@@ -532,6 +580,11 @@ pub fn prepare(input: PlanInput<'_>) -> Result<Prepared, RuntimeError> {
     } | MountPropagationFlags::REC;
 
     let plan = ChildPlan {
+        parent: rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .ok(),
         cgroup_procs,
         new_cgroupns,
         hostname: spec.hostname().as_deref().map(cstr).transpose()?,

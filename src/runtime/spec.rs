@@ -64,6 +64,11 @@ pub struct ContainerConfig {
     pub binds: Vec<Bind>,
     pub tmpfs: Vec<PathBuf>,
     pub terminal: bool,
+    /// Initial pty size (rows, columns) when `terminal` is set.
+    pub console_size: Option<(u16, u16)>,
+    /// `linux.cgroupsPath` for an OCI runtime (this runtime names the
+    /// cgroup by `RunOptions::id` instead).
+    pub cgroups_path: Option<String>,
 }
 
 /// Builds the spec. `rootfs` is recorded as `root.path` (runc reads it).
@@ -119,7 +124,7 @@ pub fn docker_spec(c: &ContainerConfig, rootfs: &std::path::Path) -> Spec {
             json!({"quota": q, "period": c.limits.cpu_period.unwrap_or(100_000)}),
         );
     }
-    let value = json!({
+    let mut value = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": c.terminal,
@@ -142,6 +147,12 @@ pub fn docker_spec(c: &ContainerConfig, rootfs: &std::path::Path) -> Spec {
             "resources": resources,
         },
     });
+    if let Some((rows, cols)) = c.console_size {
+        value["process"]["consoleSize"] = json!({"height": rows, "width": cols});
+    }
+    if let Some(path) = &c.cgroups_path {
+        value["linux"]["cgroupsPath"] = json!(path);
+    }
     serde_json::from_value(value).expect("the default spec is valid")
 }
 

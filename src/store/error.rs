@@ -34,6 +34,16 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("`{0}` is not a container ID (64 lowercase hex digits)")]
+    BadContainerId(String),
+    #[error(
+        "`{0}` is not a valid container name (letters, digits, `_`, `.`, `-`; starting with a letter or digit)"
+    )]
+    BadContainerName(String),
+    #[error("the container name `{name}` is already used by container {}; remove it with `builder rm {name}` or pick another name", &id[..12])]
+    ContainerNameInUse { name: String, id: String },
+    #[error("container rootfs `{}` is still mounted", path.display())]
+    ContainerMounted { path: PathBuf },
     #[error("image `{name}` is mounted at `{}`; run `builder umount {name}` first", path.display())]
     Mounted { name: String, path: PathBuf },
 }

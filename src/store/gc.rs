@@ -1,6 +1,7 @@
 //! Garbage collection (`builder prune`): mark everything reachable from the
-//! roots, sweep the rest. Roots are the images named in `index.json` and the
-//! layers of mounted images. Must run with the store lock held exclusively
+//! roots, sweep the rest. Roots are the images named in `index.json`, the
+//! layers of mounted images and the layers of containers (whose
+//! directories `container::remove_dead` deletes first when pruning). Must run with the store lock held exclusively
 //! ([`LockMode::ExclusiveNoWait`](super::LockMode)), so no pull can be
 //! between writing a blob and naming the image that references it.
 
@@ -54,6 +55,11 @@ impl Store {
         for record in self.list_mount_records()? {
             live.blobs.insert(record.manifest.clone());
             live.layers.extend(record.layers);
+        }
+        for entry in self.list_containers()? {
+            if let Some(record) = entry.record {
+                live.layers.extend(record.layers);
+            }
         }
         Ok(live)
     }

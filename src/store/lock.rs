@@ -74,6 +74,20 @@ impl IndexLock {
     }
 }
 
+/// An exclusive flock on a directory itself (opened read-only), held for a
+/// short critical section such as creating a container.
+pub(super) struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    pub(super) fn acquire(dir: &Path) -> Result<Self, StoreError> {
+        let file = File::open(dir).map_err(|e| StoreError::io("open", dir, e))?;
+        file.lock().map_err(|e| StoreError::io("lock", dir, e))?;
+        Ok(Self { _file: file })
+    }
+}
+
 /// Tries to take an exclusive lock without waiting: `Ok(None)` when another
 /// process holds it or the lock file does not exist (yet).
 pub(super) fn try_exclusive(path: &Path) -> Result<Option<File>, StoreError> {

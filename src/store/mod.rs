@@ -11,6 +11,7 @@
 //! ROOT/tmp/<txn>/                                       in-flight writes, each flocked by its owner
 //! ROOT/mounts/<manifest-hex>/                           `builder mount` records and mountpoints
 //! ROOT/empty/                                           an empty lowerdir for one-layer images
+//! ROOT/containers/<id>/                                 one container: record, lock, upper/work/merged, bundle
 //! ```
 //!
 //! The OCI layout is a subdirectory, not the root itself, because layout
@@ -33,6 +34,7 @@
 //! The store knows nothing of tar, HTTP or processes.
 
 mod blobs;
+mod containers;
 mod error;
 mod images;
 mod layers;
@@ -46,6 +48,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+pub use containers::{
+    CONTAINERS_DIR, ContainerEntry, ContainerLock, ContainerRecord, ContainerState,
+    is_container_id, is_valid_container_name,
+};
 pub use error::StoreError;
 pub use images::{ImageRecord, REF_NAME_ANNOTATION, SOURCE_MANIFEST_ANNOTATION};
 pub use layers::LayerEntry;
@@ -85,6 +91,7 @@ impl Store {
         for dir in [
             root.join(LAYOUT_DIR).join("blobs/sha256"),
             root.join("empty"),
+            root.join(containers::CONTAINERS_DIR),
         ] {
             fs::create_dir_all(&dir).map_err(|e| StoreError::io("create directory", &dir, e))?;
         }
@@ -210,6 +217,25 @@ impl Store {
         tmp.persist(path)
             .map_err(|e| StoreError::io("rename into place", path, e.error))?;
         sync_dir(dir)
+    }
+}
+
+impl Store {
+    /// Replaces `path` by a rename from a temp file, without fsync: readers
+    /// see the old or the new content, never a mix, but a power loss may
+    /// leave either (for records that describe runs, not data).
+    fn write_replace(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = path.parent().expect("store paths have a parent");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(|e| StoreError::io("create temp file in", dir, e))?;
+        use std::io::Write;
+        tmp.write_all(bytes)
+            .map_err(|e| StoreError::io("write", tmp.path(), e))?;
+        tmp.persist(path)
+            .map_err(|e| StoreError::io("rename into place", path, e.error))?;
+        Ok(())
     }
 }
 

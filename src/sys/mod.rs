@@ -8,3 +8,4 @@ pub mod mount;
 pub mod net;
 pub mod process;
 pub mod signal;
+pub mod tty;

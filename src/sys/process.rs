@@ -358,3 +358,24 @@ pub fn unshare_cgroup() -> Result<(), Errno> {
     // because of CLONE_FILES, which is not used.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
 }
+
+/// Spawns `cmd` with `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the
+/// calling thread (for an OCI runtime run in the foreground: if builder is
+/// killed, the runtime must not live on).
+pub fn spawn_tied(mut cmd: std::process::Command) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec and makes
+    // two raw syscalls (prctl, getppid) through rustix, which allocate
+    // nothing and take no locks: async-signal-safe, as `pre_exec` requires.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::other("parent exited before exec"));
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}

@@ -486,15 +486,21 @@ fn exit_codes() {
     assert!(f.sh("sh -c 'kill -9 $$'; echo $?").1.ends_with("\n137\n"));
     assert_eq!(ExitStatus::Signaled(9).code(), 137);
     // Killed from outside: the status is the signal.
-    let dir = Path::new(cgroup::ROOT)
-        .join("pids")
-        .join(cgroup::PARENT)
-        .join(&f.id);
+    // Without limits, a hybrid host tracks the container in the unified
+    // hierarchy; with limits, in the v1 controllers (pids first).
+    let dirs = ["unified", "pids", ""].map(|h| {
+        Path::new(cgroup::ROOT)
+            .join(h)
+            .join(cgroup::PARENT)
+            .join(&f.id)
+    });
     let status = std::thread::scope(|s| {
         s.spawn(|| {
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(5) {
-                if let Ok(p) = fs::read_to_string(dir.join("cgroup.procs"))
+                if let Some(p) = dirs
+                    .iter()
+                    .find_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
                     && let Some(pid) = p.lines().next()
                 {
                     let _ = std::process::Command::new("kill")

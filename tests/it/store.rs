@@ -255,6 +255,17 @@ fn store_tree_matches_store_layout_md() {
     env.pull_plain(&busybox, &[]);
     env.pull_plain(&multilayer, &[]);
     let mounted = env.mount(&busybox);
+    // A kept container, run by runc so that its runtime state dir exists too.
+    env.builder(&[
+        "run",
+        "--name",
+        "kept",
+        "--runtime",
+        "runc",
+        &busybox,
+        "true",
+    ])
+    .success();
 
     let (found, undocumented) = walk_store(&env.root, &patterns);
     assert!(
@@ -367,6 +378,28 @@ fn store_tree_matches_store_layout_md() {
         );
     }
     env.umount(&busybox, &mounted);
+
+    // containers/<id>/: the record names the container, its image and
+    // layers (live for prune); config.json is an OCI runtime spec whose
+    // root is the container's own mountpoint.
+    let ids: Vec<_> = fs::read_dir(builder.join("containers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let record = read_json(&ids[0].join("container.json"));
+    assert_eq!(record["name"], "kept");
+    assert_eq!(record["state"]["status"], "exited");
+    assert_eq!(
+        record["layers"].as_array().unwrap().len(),
+        bb.image().diff_ids.len()
+    );
+    let spec = read_json(&ids[0].join("config.json"));
+    assert_eq!(
+        spec["root"]["path"].as_str().unwrap(),
+        ids[0].join("merged").to_str().unwrap()
+    );
+    env.builder(&["rm", "kept"]).success();
 }
 
 /// Whiteouts are stored in overlayfs form, as the document's table says:

@@ -12,6 +12,10 @@
 //! - `bench pull [--runs N]`  median of N (default 5) cold pulls of busybox and the large
 //!   fixture: builder (release build) vs `skopeo copy` vs `podman pull`, stores on tmpfs;
 //!   writes BENCHMARKS.md
+//! - `bench run [--runs N]`  median of N (default 30, ≥ 20 to write) runs of
+//!   `builder run --rm busybox true` (release build, image in a tmpfs store) next to
+//!   `podman run --rm --network none` and `runc run` on an unpacked bundle of the same
+//!   image; writes the `run` section of BENCHMARKS.md
 //! - `fixtures`      build (or find cached) the fixture images and print their directory
 //! - `packages`      only install missing Debian packages
 
@@ -71,7 +75,7 @@ fn main() -> ExitCode {
         "packages" => ensure_packages(),
         "help" | "-h" | "--help" => {
             println!(
-                "usage: cargo xtask <test [ARGS…] | lint | ci | demo | bench pull [--runs N] | fixtures | packages>"
+                "usage: cargo xtask <test [ARGS…] | lint | ci | demo | bench pull|run [--runs N] | fixtures | packages>"
             );
             Ok(())
         }
@@ -440,9 +444,10 @@ fn bench(args: &[String]) -> Result {
     let mut rest = args.iter();
     match rest.next().map(String::as_str) {
         Some("pull") => {}
+        Some("run") => return bench_run(&args[1..]),
         other => {
             return Err(format!(
-                "usage: cargo xtask bench pull [--runs N] (got {other:?})"
+                "usage: cargo xtask bench pull|run [--runs N] (got {other:?})"
             ));
         }
     }
@@ -752,4 +757,319 @@ fn write_bench_section(name: &str, body: &str) -> Result {
         _ => format!("{}\n\n{section}\n", old.trim_end()),
     };
     fs::write(&path, new).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+// ------------------------------------------------------------------ bench run
+
+/// Share of CPU time the machine was busy over `window` (from /proc/stat).
+fn busy_share(window: Duration) -> f64 {
+    let sample = || -> Option<(u64, u64)> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let idle = cpu.get(3)? + cpu.get(4).unwrap_or(&0);
+        Some((cpu.iter().sum(), idle))
+    };
+    let Some((t0, i0)) = sample() else {
+        return f64::NAN;
+    };
+    sleep(window);
+    match sample() {
+        Some((t1, i1)) if t1 > t0 => 1.0 - (i1 - i0) as f64 / (t1 - t0) as f64,
+        _ => f64::NAN,
+    }
+}
+
+/// `cargo xtask bench run [--runs N]`: container start-to-exit latency.
+fn bench_run(args: &[String]) -> Result {
+    let mut runs = 30usize;
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--runs" => {
+                runs = rest
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("--runs needs a positive number")?;
+            }
+            other => return Err(format!("unknown bench option `{other}`")),
+        }
+    }
+    let fixtures = fixtures()?;
+    let builder = match env::var_os("BUILDER_BENCH_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => {
+            let mut build = cargo();
+            build.args(["build", "--release", "--bin", "builder"]);
+            run(build)?;
+            target_dir().join("release/builder")
+        }
+    };
+    // Stores, the bundle and the registry on tmpfs: the disk here is ext4
+    // without a journal, and a container start writes a few files.
+    let scratch = PathBuf::from(format!("/dev/shm/builder-bench-run-{}", std::process::id()));
+    fs::create_dir_all(scratch.join("registry"))
+        .map_err(|e| format!("create {}: {e}", scratch.display()))?;
+    let (pr, prr) = (scratch.join("podman-root"), scratch.join("podman-runroot"));
+    let podman_base = format!(
+        "podman --root {} --runroot {} --storage-driver overlay",
+        pr.display(),
+        prr.display()
+    );
+    let result = (|| -> Result<String> {
+        let registry = start_registry(&scratch.join("registry"))?;
+        let reference = format!("{}/bench/busybox:latest", registry.addr);
+        let mut push = Command::new("skopeo");
+        push.args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:latest", fixtures.join("busybox").display()))
+            .arg(format!("docker://{reference}"));
+        run(push)?;
+        let store = scratch.join("store");
+        let mut pull = Command::new(&builder);
+        pull.arg("--root")
+            .arg(&store)
+            .args(["pull", "-q", "--tls-verify=false", &reference])
+            .env("BUILDER_NO_PROGRESS", "1");
+        run_silently(pull)?;
+        let mut podman_pull = Command::new("sh");
+        podman_pull.arg("-c").arg(format!(
+            "{podman_base} pull -q --tls-verify=false {reference}"
+        ));
+        run_silently(podman_pull)?;
+
+        // runc on a bundle of the same image: umoci's rootfs, runc's default
+        // spec (new PID, network, IPC, UTS, mount and cgroup namespaces) with
+        // `true` as the command and no terminal.
+        let bundle = scratch.join("bundle");
+        let mut unpack = Command::new("umoci");
+        unpack
+            .args(["unpack", "--image"])
+            .arg(format!("{}:latest", fixtures.join("busybox").display()))
+            .arg(&bundle);
+        run_silently(unpack)?;
+        fs::remove_file(bundle.join("config.json")).map_err(|e| e.to_string())?;
+        let mut spec = Command::new("runc");
+        spec.args(["spec", "--bundle"]).arg(&bundle);
+        run_silently(spec)?;
+        let mut edit = Command::new("sh");
+        edit.arg("-c").arg(format!(
+            "cd {b} && jq '.process.terminal=false | .process.args=[\"true\"] | .root.path=\"rootfs\"' config.json > c.tmp && mv c.tmp config.json",
+            b = bundle.display()
+        ));
+        run_silently(edit)?;
+
+        let builder_cmd = format!(
+            "{} --root {} run --rm {reference} true",
+            builder.display(),
+            store.display()
+        );
+        let runc_cmd = format!(
+            "runc --root {} run --bundle {} bench-run-{}",
+            scratch.join("runc-state").display(),
+            bundle.display(),
+            std::process::id()
+        );
+        // podman's default `run` sets RLIMIT_NOFILE/NPROC above this
+        // machine's hard limits, which fails without CAP_SYS_RESOURCE; try
+        // its variants in order and say which one ran.
+        let podman_variants = [
+            ("podman run --rm --network none", String::new()),
+            (
+                "podman run --rm --network none --ulimit host",
+                " --ulimit host".to_string(),
+            ),
+            (
+                "podman run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024",
+                " --ulimit nofile=1024:1024 --ulimit nproc=1024:1024".to_string(),
+            ),
+        ];
+        let mut podman_notes = Vec::new();
+        let mut podman_cmd = None;
+        for (label, extra) in &podman_variants {
+            let cmd = format!("{podman_base} run --rm --network none{extra} {reference} true");
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                podman_cmd = Some((label.to_string(), cmd));
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            podman_notes.push(format!(
+                "`{label}` fails here: {}",
+                err.lines().last().unwrap_or("").trim()
+            ));
+        }
+        for (name, cmd) in [("builder", &builder_cmd), ("runc", &runc_cmd)] {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{name} does not run: {cmd}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+
+        let busy_before = busy_share(Duration::from_secs(2));
+        let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let csv = scratch.join("run.csv");
+        let mut h = Command::new("hyperfine");
+        h.args(["-N", "--warmup", "3", "--runs"])
+            .arg(runs.to_string())
+            .args(["--style", "basic", "--export-csv"])
+            .arg(&csv)
+            .args(["-n", "builder run"])
+            .arg(&builder_cmd)
+            .args(["-n", "runc run"])
+            .arg(&runc_cmd);
+        if let Some((_, cmd)) = &podman_cmd {
+            h.args(["-n", "podman run"]).arg(cmd);
+        }
+        run(h)?;
+        let load_after = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let busy_after = busy_share(Duration::from_secs(2));
+        let text = fs::read_to_string(&csv).map_err(|e| e.to_string())?;
+        let mut medians: Vec<(String, f64, f64)> = Vec::new();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split(',').collect();
+            let num = |i: usize| cols.get(i).and_then(|v| v.parse::<f64>().ok());
+            let (Some(median), Some(stddev)) = (num(3), num(2)) else {
+                return Err(format!("bad hyperfine CSV line {line:?}"));
+            };
+            medians.push((cols[0].to_string(), median, stddev));
+        }
+        let get = |n: &str| medians.iter().find(|m| m.0 == n).map(|m| m.1);
+        let (b, r, p) = (
+            get("builder run").unwrap_or(f64::NAN),
+            get("runc run").unwrap_or(f64::NAN),
+            get("podman run"),
+        );
+        drop(registry);
+
+        let ms = |s: f64| format!("{:.1} ms", s * 1000.0);
+        let mut out = String::new();
+        out += "## `builder run`\n\n";
+        out += &format!(
+            "Written by `cargo xtask bench run`: the median of {runs} runs each (hyperfine `-N`, 3 warm-up runs), \
+             all three in the same hyperfine invocation, of starting a container from the busybox fixture \
+             (already in each tool's store) whose command is `true`, until it has exited and been torn down. \
+             Stores and the runc bundle are on **tmpfs** (`/dev/shm`); builder is a release build.\n\n"
+        );
+        out += "| command | median | ± σ | ratio to builder |\n| --- | ---: | ---: | ---: |\n";
+        for (name, median, sd) in &medians {
+            let label = match name.as_str() {
+                "builder run" => "`builder run --rm IMAGE true`".to_string(),
+                "runc run" => "`runc run` (bundle: umoci unpack + `runc spec`, `true`)".to_string(),
+                _ => format!(
+                    "`{}`",
+                    podman_cmd
+                        .as_ref()
+                        .map(|c| c.0.as_str())
+                        .unwrap_or("podman run")
+                        .to_string()
+                        + " IMAGE true"
+                ),
+            };
+            out += &format!(
+                "| {label} | {} | {} | {:.2}× |\n",
+                ms(*median),
+                ms(*sd),
+                median / b
+            );
+        }
+        if podman_cmd.is_none() {
+            out +=
+                "| `podman run --rm --network none IMAGE true` | did not run (see below) | | |\n";
+        }
+        out += &format!(
+            "\nbuilder / runc = **{:.2}×**{}.\n",
+            b / r,
+            p.map(|p| format!("; podman / builder = **{:.1}×**", p / b))
+                .unwrap_or_default()
+        );
+        out += &format!(
+            "\nTargets (issue 3): builder ≤ 10 ms: {}; ≤ 0.3× runc: {}; ≥ 15× faster than podman: {}.\n",
+            if b <= 0.010 { "met" } else { "NOT met" },
+            if b <= 0.3 * r { "met" } else { "NOT met" },
+            match p {
+                Some(p) if p >= 15.0 * b => "met".to_string(),
+                Some(_) => "NOT met".to_string(),
+                None => "not measured (podman did not run)".to_string(),
+            }
+        );
+        if !podman_notes.is_empty() {
+            out += "\npodman on this machine, which lacks CAP_SYS_RESOURCE: podman 4.3's default spec raises \
+                    RLIMIT_NOFILE/RLIMIT_NPROC above the hard limits, so its runtime fails to set them:\n";
+            for n in &podman_notes {
+                out += &format!("- {n}\n");
+            }
+            if let Some((label, _)) = &podman_cmd {
+                out += &format!(
+                    "- measured instead: `{label}` (limits lowered, which podman then only has to set)\n"
+                );
+            }
+        }
+        let commit = {
+            let mut git = Command::new("git");
+            git.args(["rev-parse", "--short", "HEAD"])
+                .current_dir(root());
+            capture(git)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "?".into())
+        };
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0);
+        out += "\n### Machine state\n\n";
+        out += &format!("- date: {}\n", tool_version("date", "-u"));
+        out += &format!("- commit: {commit}\n");
+        out += &format!("- kernel: {}; CPUs: {cpus}\n", tool_version("uname", "-r"));
+        out += &format!(
+            "- machine busy (/proc/stat, 2 s) before / after: {:.0} % / {:.0} %\n",
+            busy_before * 100.0,
+            busy_after * 100.0
+        );
+        out += &format!(
+            "- load average before / after: {} / {}\n",
+            load_before.trim(),
+            load_after.trim()
+        );
+        out += "- store: tmpfs (`/dev/shm`) for builder, podman and the runc bundle; cgroups v1 (hybrid)\n";
+        out += &format!(
+            "- tools: {}; {}; {}\n",
+            tool_version("runc", "--version"),
+            tool_version("podman", "--version"),
+            tool_version("hyperfine", "--version")
+        );
+        Ok(out)
+    })();
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{podman_base} rm -af >/dev/null 2>&1; {podman_base} rmi -af >/dev/null 2>&1; umount -R -l {} 2>/dev/null",
+            pr.display()
+        ))
+        .status();
+    let _ = fs::remove_dir_all(&scratch);
+    let report = result?;
+    println!("\n{report}");
+    if runs < 20 {
+        println!("(fewer than 20 runs: BENCHMARKS.md not written)");
+    } else {
+        write_bench_section("run", &report)?;
+        println!("wrote the run section of BENCHMARKS.md");
+    }
+    Ok(())
 }

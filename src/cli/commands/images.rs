@@ -154,12 +154,17 @@ pub fn rmi(store: &Store, args: RmiArgs) -> Result<ExitCode> {
 
 #[allow(clippy::print_stdout)]
 pub fn prune(store: &Store, args: PruneArgs) -> Result<ExitCode> {
+    // Containers first (their mounts and cgroups too): prune holds the store
+    // alone, so none of them is running.
+    let containers = crate::container::remove_dead(store)?;
     let report = store.prune()?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["containers_removed"] = containers.into();
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!(
-            "Removed {} blobs ({}), {} layers, {} temp entries",
+            "Removed {containers} containers, {} blobs ({}), {} layers, {} temp entries",
             report.blobs_removed,
             human_bytes(report.blob_bytes_removed),
             report.layers_removed,

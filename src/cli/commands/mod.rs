@@ -3,10 +3,12 @@
 
 mod check;
 mod containerfile;
+mod containers;
 mod images;
 mod login;
 mod mount;
 mod pull;
+mod run;
 
 use std::process::ExitCode;
 
@@ -20,9 +22,27 @@ use crate::store::{ImageRecord, LockMode, Store};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let root = super::default_root(cli.root);
-    let open =
-        |mode| Store::open(&root, mode).with_context(|| format!("open store `{}`", root.display()));
+    let open = |mode| -> Result<Store> {
+        let store =
+            Store::open(&root, mode).with_context(|| format!("open store `{}`", root.display()))?;
+        // Every command cleans up after builders killed mid-run (their
+        // mounts and cgroups); a failure here must not stop the command.
+        if let Err(e) = crate::container::reap(&store) {
+            tracing::warn!("clean up containers of killed builders: {e}");
+        }
+        Ok(store)
+    };
     match cli.command {
+        Command::Run(args) => match open(LockMode::Shared) {
+            Ok(store) => Ok(run::run(&store, *args)),
+            // builder's own failure: 125, not 1.
+            Err(e) => {
+                super::report_error(&e);
+                Ok(ExitCode::from(125))
+            }
+        },
+        Command::Ps(args) => containers::ps(&open(LockMode::Shared)?, args),
+        Command::Rm(args) => containers::rm(&open(LockMode::Shared)?, args),
         Command::Pull(args) => pull::pull(&open(LockMode::Shared)?, args),
         Command::Images(args) => images::images(&open(LockMode::Shared)?, args),
         Command::Inspect(args) => images::inspect(&open(LockMode::Shared)?, args),

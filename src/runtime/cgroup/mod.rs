@@ -8,11 +8,25 @@
 //!   cgroup2 `unified/` (this machine); limits go to the v1 controllers;
 //! - legacy: a tmpfs with v1 controllers only.
 //!
+//! In hybrid mode a container without limits gets a cgroup in the unified
+//! (v2) hierarchy only, which needs no controller to track and kill its
+//! processes: the child is then born in it (`clone3(CLONE_INTO_CGROUP)`),
+//! whereas joining a v1 cgroup means a write to `cgroup.procs`, which takes
+//! the kernel's cgroup-wide threadgroup lock for writing and waits for an
+//! RCU grace period — up to ~10 ms on a busy machine, more than the rest of
+//! a container start.
+//!
 //! Every function takes the root it works under, so the v2 code runs in unit
 //! tests against a plain temp directory of files, and detection runs against
 //! fake roots. Invariants: a [`Cgroup`] never outlives [`Cgroup::remove`]
-//! on any path (the runtime calls it on success, failure and unwind);
-//! `builder/` itself is shared by concurrent processes and never removed.
+//! on any path (the runtime calls it on success, failure and unwind).
+//!
+//! `builder/` is shared by concurrent processes: whoever removes the last
+//! child removes it too (`rmdir` fails with `EBUSY` while another container
+//! has a child there, which is the signal to leave it), and a creator whose
+//! `mkdir` of the child fails with `ENOENT` because the parent vanished in
+//! between creates the parent again and retries. So no empty `builder/` is
+//! left behind after the last container.
 
 mod v1;
 mod v2;
@@ -70,6 +84,11 @@ impl Limits {
         }
     }
 
+    /// Whether no limit at all is set.
+    pub fn is_unlimited(&self) -> bool {
+        self.memory.is_none() && self.pids.is_none() && self.cpu_quota.is_none()
+    }
+
     /// Memory + swap as applied: the requested value, else equal to memory.
     fn memory_swap_effective(&self) -> Option<i64> {
         self.memory.map(|m| self.memory_swap.unwrap_or(m).max(m))
@@ -112,6 +131,21 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
+}
+
+impl CgroupError {
+    /// Whether the cause is a missing file or directory.
+    fn is_not_found(&self) -> bool {
+        let source = match self {
+            CgroupError::Detect { source, .. }
+            | CgroupError::Create { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Read { source, .. }
+            | CgroupError::Remove { source, .. } => source,
+            CgroupError::Busy { .. } => return false,
+        };
+        source.kind() == io::ErrorKind::NotFound
+    }
 }
 
 /// Classifies a cgroup root from the filesystem magic of the root and, if
@@ -169,6 +203,9 @@ impl Cgroup {
     ) -> Result<Cgroup, CgroupError> {
         match mode {
             Mode::Unified => v2::Cgroup::create(root, id, limits).map(Cgroup::V2),
+            Mode::Hybrid if limits.is_unlimited() => {
+                v2::Cgroup::create(&root.join("unified"), id, limits).map(Cgroup::V2)
+            }
             Mode::Hybrid | Mode::Legacy => v1::Cgroup::create(root, id, limits).map(Cgroup::V1),
         }
     }
@@ -230,25 +267,12 @@ impl Cgroup {
             Cgroup::V2(c) => vec![c.dir().to_owned()],
         };
         let start = Instant::now();
-        let mut pause = Duration::from_micros(200);
         for dir in dirs {
-            loop {
-                match std::fs::remove_dir(&dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        if start.elapsed() > timeout {
-                            return Err(CgroupError::Busy {
-                                path: dir,
-                                waited_ms: start.elapsed().as_millis(),
-                            });
-                        }
-                        let _ = self.kill_all();
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_millis(20));
-                    }
-                    Err(source) => return Err(CgroupError::Remove { path: dir, source }),
-                }
+            remove_dir_retrying(&dir, start, timeout, || {
+                let _ = self.kill_all();
+            })?;
+            if let Some(parent) = dir.parent() {
+                remove_parent_if_empty(parent);
             }
         }
         Ok(())
@@ -293,6 +317,193 @@ pub fn open_existing(root: &Path, mode: Mode, id: &str) -> Cgroup {
     match mode {
         Mode::Unified => Cgroup::V2(v2::Cgroup::existing(root, id)),
         Mode::Hybrid | Mode::Legacy => Cgroup::V1(v1::Cgroup::existing(root, id)),
+    }
+}
+
+/// Removes container `id`'s cgroup from every hierarchy under `root`
+/// (whatever created it: this runtime only uses `pids`, `memory` and `cpu`,
+/// but an OCI runtime given `cgroupsPath = /builder/<id>` joins all of
+/// them), killing what is left in it, and then the `builder/` parents that
+/// became empty. For cleaning up after a builder that was killed.
+pub fn remove_everywhere(
+    root: &Path,
+    mode: Mode,
+    id: &str,
+    timeout: Duration,
+) -> Result<(), CgroupError> {
+    let hierarchies: Vec<PathBuf> = match mode {
+        Mode::Unified => vec![root.to_owned()],
+        Mode::Hybrid | Mode::Legacy => match std::fs::read_dir(root) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                // `cpu,cpuacct`-style names are symlinks to a real hierarchy.
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect(),
+            Err(source) => {
+                return Err(CgroupError::Read {
+                    path: root.to_owned(),
+                    source,
+                });
+            }
+        },
+    };
+    let start = Instant::now();
+    for h in hierarchies {
+        let parent = h.join(PARENT);
+        let dir = parent.join(id);
+        if dir.is_dir() {
+            let kill = || {
+                if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                    for pid in text.lines().filter_map(|l| l.trim().parse().ok()) {
+                        sys::process::kill(pid, libc::SIGKILL);
+                    }
+                }
+            };
+            kill();
+            remove_dir_retrying(&dir, start, timeout, kill)?;
+        }
+        remove_parent_if_empty(&parent);
+    }
+    Ok(())
+}
+
+/// Removes, in every hierarchy, the container cgroups under `builder/`
+/// that hold no process and are older than `min_age`, then the emptied
+/// parents. These are left by a builder killed while its store was
+/// deleted (or never used again), so no container record leads to them. A
+/// live container's cgroup holds its process from the first instant of its
+/// life, and a cgroup with a process cannot be removed anyway (`EBUSY`);
+/// the age keeps clear of one being created right now. Returns how many
+/// were removed.
+pub fn remove_abandoned(root: &Path, mode: Mode, min_age: Duration) -> usize {
+    let hierarchies: Vec<PathBuf> = match mode {
+        Mode::Unified => vec![root.to_owned()],
+        Mode::Hybrid | Mode::Legacy => std::fs::read_dir(root)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut removed = 0;
+    for h in hierarchies {
+        let parent = h.join(PARENT);
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() >= min_age);
+            let empty = std::fs::read_to_string(e.path().join("cgroup.procs"))
+                .is_ok_and(|p| p.trim().is_empty());
+            if old && empty && std::fs::remove_dir(e.path()).is_ok() {
+                tracing::debug!("removed abandoned cgroup `{}`", e.path().display());
+                removed += 1;
+            }
+        }
+        remove_parent_if_empty(&parent);
+    }
+    removed
+}
+
+/// `rmdir` of a cgroup, retrying while it is busy (processes still dying):
+/// `nudge` runs between attempts, until `timeout` after `start`.
+fn remove_dir_retrying(
+    dir: &Path,
+    start: Instant,
+    timeout: Duration,
+    nudge: impl Fn(),
+) -> Result<(), CgroupError> {
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if start.elapsed() > timeout {
+                    return Err(CgroupError::Busy {
+                        path: dir.to_owned(),
+                        waited_ms: start.elapsed().as_millis(),
+                    });
+                }
+                nudge();
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(source) => {
+                return Err(CgroupError::Remove {
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// Removes the shared `builder/` parent once its last child is gone. In
+/// cgroupfs `rmdir` of a cgroup with children fails with `EBUSY` (a plain
+/// directory, as in the unit tests' fake roots, with `ENOTEMPTY`): another
+/// container still uses it, which is fine.
+fn remove_parent_if_empty(parent: &Path) {
+    if parent.file_name() != Some(std::ffi::OsStr::new(PARENT)) {
+        return;
+    }
+    match std::fs::remove_dir(parent) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EBUSY) | Some(libc::ENOTEMPTY) | Some(libc::ENOENT) | Some(libc::EEXIST)
+            ) => {}
+        Err(e) => tracing::debug!("rmdir `{}`: {e}", parent.display()),
+    }
+}
+
+/// Creates `dir` below the shared `parent`: `prepare_parent` makes the
+/// parent exist (and configures it); when the child's `mkdir` fails with
+/// `ENOENT` because another process removed the (then empty) parent in
+/// between, the whole sequence is retried.
+fn create_child(
+    parent: &Path,
+    dir: &Path,
+    prepare_parent: impl Fn() -> Result<(), CgroupError>,
+) -> Result<(), CgroupError> {
+    let mut attempt = 0;
+    loop {
+        // Configuring the parent fails the same way if it vanishes midway.
+        match prepare_parent() {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() && attempt < 100 => {
+                attempt += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        match std::fs::create_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 100 => {
+                tracing::debug!(
+                    "`{}` vanished while creating a child; retrying",
+                    parent.display()
+                );
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(CgroupError::Create {
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+        }
     }
 }
 
@@ -351,6 +562,55 @@ mod tests {
         assert_eq!(keyed(t, "oom_kill"), Some(3));
         assert_eq!(keyed(t, "under_oom"), Some(0));
         assert_eq!(keyed(t, "nope"), None);
+    }
+
+    #[test]
+    fn the_last_container_removes_the_shared_parent() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("pids")).unwrap();
+        let parent = t.path().join("pids").join(PARENT);
+        let a = Cgroup::create(t.path(), Mode::Legacy, "a", &Limits::default()).unwrap();
+        let b = Cgroup::create(t.path(), Mode::Legacy, "b", &Limits::default()).unwrap();
+        a.remove(Duration::from_secs(1)).unwrap();
+        assert!(parent.join("b").is_dir() && !parent.join("a").exists());
+        b.remove(Duration::from_secs(1)).unwrap();
+        assert!(!parent.exists(), "empty `builder/` left behind");
+        assert!(t.path().join("pids").is_dir());
+    }
+
+    #[test]
+    fn a_parent_that_vanishes_is_created_again() {
+        let t = tempfile::tempdir().unwrap();
+        let parent = t.path().join(PARENT);
+        let dir = parent.join("c");
+        let calls = std::cell::Cell::new(0);
+        // The first preparation "loses" the parent to a concurrent remover
+        // before the child's mkdir; the second while configuring it.
+        create_child(&parent, &dir, || {
+            calls.set(calls.get() + 1);
+            match calls.get() {
+                1 => Ok(()),
+                2 => read(&parent.join("cgroup.controllers")).map(|_| ()),
+                _ => mkdir(&parent),
+            }
+        })
+        .unwrap();
+        assert_eq!(calls.get(), 3);
+        assert!(dir.is_dir());
+    }
+
+    #[test]
+    fn stale_cgroups_are_removed_from_every_hierarchy() {
+        let t = tempfile::tempdir().unwrap();
+        for h in ["pids", "devices", "unified"] {
+            std::fs::create_dir_all(t.path().join(h).join(PARENT).join("dead")).unwrap();
+        }
+        std::fs::create_dir_all(t.path().join("pids").join(PARENT).join("alive")).unwrap();
+        remove_everywhere(t.path(), Mode::Hybrid, "dead", Duration::from_secs(1)).unwrap();
+        assert!(t.path().join("pids").join(PARENT).join("alive").is_dir());
+        assert!(!t.path().join("devices").join(PARENT).exists());
+        assert!(!t.path().join("unified").join(PARENT).exists());
+        assert!(!t.path().join("pids").join(PARENT).join("dead").exists());
     }
 
     #[test]

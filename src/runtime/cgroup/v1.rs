@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, Limits, PARENT, keyed, mkdir, read, write};
+use super::{CgroupError, Limits, PARENT, create_child, keyed, mkdir, read, write};
 
 #[derive(Debug)]
 pub struct Cgroup {
@@ -27,9 +27,8 @@ impl Cgroup {
         let mut cg = Cgroup { dirs: Vec::new() };
         for c in controllers {
             let parent = root.join(c).join(PARENT);
-            mkdir(&parent)?;
             let dir = parent.join(id);
-            if let Err(e) = mkdir(&dir) {
+            if let Err(e) = create_child(&parent, &dir, || mkdir(&parent)) {
                 cg.cleanup();
                 return Err(e);
             }
@@ -107,6 +106,9 @@ impl Cgroup {
     fn cleanup(&self) {
         for (_, d) in self.dirs.iter().rev() {
             let _ = std::fs::remove_dir(d);
+            if let Some(parent) = d.parent() {
+                super::remove_parent_if_empty(parent);
+            }
         }
     }
 }

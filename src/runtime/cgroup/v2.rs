@@ -4,7 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{CgroupError, Limits, PARENT, keyed, mkdir, read, write};
+use super::{CgroupError, Limits, PARENT, create_child, keyed, mkdir, read, write};
 
 #[derive(Debug)]
 pub struct Cgroup {
@@ -17,14 +17,16 @@ const CONTROLLERS: [&str; 3] = ["pids", "memory", "cpu"];
 impl Cgroup {
     pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         let parent = root.join(PARENT);
-        mkdir(&parent)?;
-        enable_controllers(root)?;
-        enable_controllers(&parent)?;
         let dir = parent.join(id);
-        mkdir(&dir)?;
+        create_child(&parent, &dir, || {
+            mkdir(&parent)?;
+            enable_controllers(root)?;
+            enable_controllers(&parent)
+        })?;
         let cg = Cgroup { dir };
         if let Err(e) = cg.apply(limits) {
             let _ = std::fs::remove_dir(&cg.dir);
+            super::remove_parent_if_empty(&parent);
             return Err(e);
         }
         Ok(cg)
