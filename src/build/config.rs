@@ -341,9 +341,9 @@ fn go_duration(d: Duration) -> String {
     let (h, m, s) = (total / 3600, (total / 60) % 60, total % 60);
     let nanos = d.subsec_nanos();
     if total == 0 {
-        return if nanos % 1_000_000 == 0 {
+        return if nanos.is_multiple_of(1_000_000) {
             format!("{}ms", nanos / 1_000_000)
-        } else if nanos % 1000 == 0 {
+        } else if nanos.is_multiple_of(1000) {
             format!("{}µs", nanos / 1000)
         } else {
             format!("{nanos}ns")

@@ -95,6 +95,9 @@ pub struct CopyPlan {
     entries: Vec<Entry>,
 }
 
+/// A resolved path source, or a heredoc's (name, content).
+type Picked = (Option<Source>, Option<(String, String)>);
+
 /// Decides what `opts` copies from `ctx`.
 pub fn plan_copy(ctx: &Context, opts: &CopyOptions) -> Result<CopyPlan, BuildError> {
     let owner = match &opts.chown {
@@ -128,7 +131,7 @@ pub fn plan_copy(ctx: &Context, opts: &CopyOptions) -> Result<CopyPlan, BuildErr
         ),
     };
 
-    let mut sources: Vec<(Option<Source>, Option<(String, String)>)> = Vec::new();
+    let mut sources: Vec<Picked> = Vec::new();
     let mut wildcard = false;
     for s in &opts.sources {
         match s {
