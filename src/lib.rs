@@ -23,5 +23,8 @@ pub mod container; // image -> overlay rootfs in the store -> one process -> tea
 pub mod pull; // reference -> registry -> store
 pub mod rootfs; // an image's layers as one overlay mount
 
+// Layer 3: building images.
+pub mod build; // Containerfile -> image: context, COPY/ADD, cache keys, config
+
 // Layer 4: the only module that prints.
 pub mod cli;

@@ -1,0 +1,159 @@
+//! Building images from a Containerfile (layer 3). This module owns the
+//! pieces a build is made of: the build [`context`] (a directory and its
+//! ignore file), [`copy`] (COPY/ADD into a fresh upper dir that
+//! [`crate::layer::diff()`] turns into a layer), [`cache`] keys of steps,
+//! and [`config`] (metadata instructions applied to an image config, with
+//! their history entries).
+//!
+//! Terms: a *step* is one instruction of a stage as executed; its *cache
+//! key* identifies everything the step's result depends on; the *upper* is
+//! the fresh directory a step writes into; the *rootfs* is the merged view
+//! of the image the step builds on (read only here).
+//!
+//! Invariants: nothing here writes outside the upper dir it is given;
+//! nothing is read from the context outside the context directory (a
+//! symlink pointing out is copied as a symlink, never followed out); cache
+//! keys never depend on mtimes, absolute paths or the builder's own uid.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+pub mod cache;
+pub mod config;
+pub mod context;
+pub mod copy;
+
+pub use cache::{CacheKey, ContentDigest, StepInputs};
+pub use config::{ConfigError, Metadata, StageConfig, apply_metadata};
+pub use context::{Context, Source, SourceKind};
+pub use copy::{CopyOptions, CopyPlan, CopySource, plan_copy};
+
+/// Where an instruction is in the Containerfile: `FILE:LINE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+}
+
+/// An optional [`Location`], displayed as `FILE:LINE: ` or nothing, so
+/// that error messages start with it when the caller knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct At(pub Option<Location>);
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(l) => write!(f, "{}:{}: ", l.file, l.line),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Errors of the build. Variants about an instruction carry [`At`], which
+/// the caller fills in with [`BuildError::located`].
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{at}read `{}`", path.display())]
+    Io {
+        at: At,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{at}write `{}`", path.display())]
+    Write {
+        at: At,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("build context `{}` is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("`{}` line {line}: invalid ignore pattern `{pattern}`: {reason}", path.display())]
+    IgnorePattern {
+        path: PathBuf,
+        line: usize,
+        pattern: String,
+        reason: String,
+    },
+    #[error("{at}source `{source_path}` not found in the build context")]
+    SourceNotFound { at: At, source_path: String },
+    #[error("{at}source `{source_path}` is outside the build context")]
+    SourceOutside { at: At, source_path: String },
+    #[error("{at}invalid source pattern `{source_path}`: {reason}")]
+    SourcePattern {
+        at: At,
+        source_path: String,
+        reason: String,
+    },
+    #[error(
+        "{at}destination `{dest}` must be a directory and end with `/` when copying several sources or a wildcard"
+    )]
+    DestNotDir { at: At, dest: String },
+    #[error("{at}destination `{dest}` exists in the image and is not a directory")]
+    DestParentNotDir { at: At, dest: String },
+    #[error("{at}invalid --chmod `{value}`: expected an octal mode such as 0755")]
+    Chmod { at: At, value: String },
+    #[error("{at}invalid --chown `{value}`")]
+    Chown {
+        at: At,
+        value: String,
+        #[source]
+        source: crate::runtime::user::UserError,
+    },
+    #[error("{at}ADD of `{url}`: remote sources are not supported yet")]
+    UrlNotSupported { at: At, url: String },
+    #[error("{at}ADD of archive `{source_path}`: {compression} archives are not supported yet")]
+    ArchiveNotSupported {
+        at: At,
+        source_path: String,
+        compression: &'static str,
+    },
+    #[error("{at}extract archive `{source_path}`")]
+    Extract {
+        at: At,
+        source_path: String,
+        #[source]
+        source: crate::layer::LayerError,
+    },
+}
+
+impl BuildError {
+    /// Sets the Containerfile location of an error about an instruction
+    /// (errors not about one are returned unchanged).
+    pub fn located(mut self, location: Location) -> Self {
+        match &mut self {
+            Self::Io { at, .. }
+            | Self::Write { at, .. }
+            | Self::SourceNotFound { at, .. }
+            | Self::SourceOutside { at, .. }
+            | Self::SourcePattern { at, .. }
+            | Self::DestNotDir { at, .. }
+            | Self::DestParentNotDir { at, .. }
+            | Self::Chmod { at, .. }
+            | Self::Chown { at, .. }
+            | Self::UrlNotSupported { at, .. }
+            | Self::ArchiveNotSupported { at, .. }
+            | Self::Extract { at, .. } => at.0 = Some(location),
+            Self::NotADirectory { .. } | Self::IgnorePattern { .. } => {}
+        }
+        self
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            at: At::default(),
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Write {
+            at: At::default(),
+            path: path.into(),
+            source,
+        }
+    }
+}
