@@ -225,12 +225,10 @@ fn golden_err() {
 #[test]
 fn examples_parse() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("Containerfile-examples");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        // No examples yet: nothing to check; once the directory exists every file in it is.
-        return;
-    };
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
     let mut stack: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
     let mut failures = Vec::new();
+    let mut parsed = 0;
     while let Some(path) = stack.pop() {
         if path.is_dir() {
             stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
@@ -245,8 +243,14 @@ fn examples_parse() {
         if let Err(e) = parse(&path.display().to_string(), &text) {
             failures.push(e.to_string());
         }
+        parsed += 1;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        parsed >= 2,
+        "only {parsed} examples found in {}",
+        dir.display()
+    );
 }
 
 /// Arbitrary text never panics the parser or the expander, and errors are
