@@ -1200,3 +1200,55 @@ fn pull_policies() {
         0,
     );
 }
+
+/// A panic in builder while a container exists (created and mounted) unwinds
+/// through `Container`'s drop: the overlay is unmounted and, with
+/// `auto_remove`, the container's directory and record are gone. (A builder
+/// that dies without unwinding is `kill_9_of_builder_is_cleaned_up_by_the_next_command`.)
+#[test]
+fn a_panic_in_builder_leaves_no_mount_or_container_behind() {
+    use builder::container::{Config, Container, RootfsSource};
+    use builder::store::{LockMode, Store};
+
+    let env = TestEnv::new();
+    let (reference, _) = serve_fixture("busybox");
+    env.pull_plain(&reference, &[]);
+    let store = Store::open(&env.root, LockMode::Shared).unwrap();
+    let image = store.image(&reference).unwrap().expect("pulled image");
+    let layers = builder::rootfs::image_layers(&store, &image).unwrap();
+    let config = Config {
+        rootfs: RootfsSource {
+            name: image.name.clone(),
+            id: None,
+            layers,
+        },
+        args: vec!["true".into()],
+        auto_remove: true,
+        ..Config::default()
+    };
+    let mut seen_mounted = false;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let container = Container::create(&store, &config).unwrap();
+        seen_mounted = !env.mounts().is_empty();
+        let _still_alive = &container;
+        panic!("a bug in builder while a container exists");
+    }));
+    assert!(result.is_err(), "the closure panicked");
+    assert!(
+        seen_mounted,
+        "the container's rootfs was mounted before the panic"
+    );
+    assert_eq!(
+        env.mounts(),
+        Vec::<PathBuf>::new(),
+        "mounts left after the panic"
+    );
+    let containers = env.root.join("containers");
+    let left: Vec<_> = fs::read_dir(&containers)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "container directories left: {left:?}");
+    drop(store);
+    let ps = env.builder(&["ps", "-a", "-q"]).success();
+    assert_eq!(ps.out(), "", "no container record survives");
+}
