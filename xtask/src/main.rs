@@ -433,26 +433,10 @@ fn demo() -> Result {
 
 // ------------------------------------------------------------------ bench
 
-/// One benchmarked image.
-struct BenchImage {
-    label: &'static str,
-    fixture: &'static str,
-    description: String,
-}
-
-/// `cargo xtask bench pull [--runs N]`.
-fn bench(args: &[String]) -> Result {
-    let mut runs = 5usize;
+/// The `--runs N` option shared by every bench.
+fn bench_runs(args: &[String], default: usize) -> Result<usize> {
+    let mut runs = default;
     let mut rest = args.iter();
-    match rest.next().map(String::as_str) {
-        Some("pull") => {}
-        Some("run") => return bench_run(&args[1..]),
-        other => {
-            return Err(format!(
-                "usage: cargo xtask bench pull|run [--runs N] (got {other:?})"
-            ));
-        }
-    }
     while let Some(a) = rest.next() {
         match a.as_str() {
             "--runs" => {
@@ -465,17 +449,42 @@ fn bench(args: &[String]) -> Result {
             other => return Err(format!("unknown bench option `{other}`")),
         }
     }
-    let fixtures = fixtures()?;
-    // BUILDER_BENCH_BIN skips the release build (to try the bench itself).
-    let builder = match env::var_os("BUILDER_BENCH_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => {
-            let mut build = cargo();
-            build.args(["build", "--release", "--bin", "builder"]);
-            run(build)?;
-            target_dir().join("release/builder")
+    Ok(runs)
+}
+
+/// The builder binary a bench measures: a release build, or
+/// `BUILDER_BENCH_BIN` (to try a bench itself without the build).
+fn release_builder() -> Result<PathBuf> {
+    if let Some(bin) = env::var_os("BUILDER_BENCH_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let mut build = cargo();
+    build.args(["build", "--release", "--bin", "builder"]);
+    run(build)?;
+    Ok(target_dir().join("release/builder"))
+}
+
+/// One benchmarked image.
+struct BenchImage {
+    label: &'static str,
+    fixture: &'static str,
+    description: String,
+}
+
+/// `cargo xtask bench pull [--runs N]`.
+fn bench(args: &[String]) -> Result {
+    match args.first().map(String::as_str) {
+        Some("pull") => {}
+        Some("run") => return bench_run(&args[1..]),
+        other => {
+            return Err(format!(
+                "usage: cargo xtask bench pull|run [--runs N] (got {other:?})"
+            ));
         }
-    };
+    }
+    let runs = bench_runs(&args[1..], 5)?;
+    let fixtures = fixtures()?;
+    let builder = release_builder()?;
 
     let images = [
         BenchImage {
@@ -789,30 +798,9 @@ fn busy_share(window: Duration) -> f64 {
 
 /// `cargo xtask bench run [--runs N]`: container start-to-exit latency.
 fn bench_run(args: &[String]) -> Result {
-    let mut runs = 30usize;
-    let mut rest = args.iter();
-    while let Some(a) = rest.next() {
-        match a.as_str() {
-            "--runs" => {
-                runs = rest
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or("--runs needs a positive number")?;
-            }
-            other => return Err(format!("unknown bench option `{other}`")),
-        }
-    }
+    let runs = bench_runs(args, 30)?;
     let fixtures = fixtures()?;
-    let builder = match env::var_os("BUILDER_BENCH_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => {
-            let mut build = cargo();
-            build.args(["build", "--release", "--bin", "builder"]);
-            run(build)?;
-            target_dir().join("release/builder")
-        }
-    };
+    let builder = release_builder()?;
     // Stores, the bundle and the registry on tmpfs: the disk here is ext4
     // without a journal, and a container start writes a few files.
     let scratch = PathBuf::from(format!("/dev/shm/builder-bench-run-{}", std::process::id()));
