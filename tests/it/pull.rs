@@ -17,7 +17,7 @@ use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::support::fixtures::{self, PlatformImage};
 use crate::support::{Registry, TestEnv, process, serve_fixture, tree};
@@ -50,10 +50,7 @@ fn assert_rootfs_matches_umoci(reference: &str, image: &PlatformImage, registry_
         "{inspect:#}"
     );
 
-    let expected = image.umoci_unpack(&env.scratch("umoci").join("bundle"));
-    let mounted = env.mount(reference);
-    tree::assert_same(&expected, &mounted);
-    env.umount(reference, &mounted);
+    assert_mount_equals_umoci(&env, reference, image);
     assert_eq!(
         env.mounts(),
         Vec::<std::path::PathBuf>::new(),
@@ -541,15 +538,41 @@ fn killed_pulls_leave_a_consistent_store() {
 
     // The image finished after a kill is the right one.
     let env = last_env.unwrap();
-    let expected = fixture
-        .image()
-        .umoci_unpack(&env.scratch("umoci").join("bundle"));
-    let mounted = env.mount(&reference);
-    tree::assert_same(&expected, &mounted);
-    env.umount(&reference, &mounted);
+    assert_mount_equals_umoci(&env, &reference, fixture.image());
 }
 
 // ------------------------------------------------------------------ item 6
+
+/// Starts `builder pull` of every reference at once and asserts each one
+/// succeeds.
+fn pull_all_at_once(env: &TestEnv, refs: &[&String]) {
+    let children: Vec<_> = refs
+        .iter()
+        .map(|r| {
+            (
+                r.to_string(),
+                env.spawn(&["pull", "--tls-verify=false", "-q", r]),
+            )
+        })
+        .collect();
+    for (reference, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "concurrent pull of {reference} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `builder mount` of `reference` equals `umoci unpack` of the fixture image.
+fn assert_mount_equals_umoci(env: &TestEnv, reference: &str, image: &PlatformImage) {
+    let expected = image.umoci_unpack(&env.scratch("umoci").join("bundle"));
+    let mounted = env.mount(reference);
+    tree::assert_same(&expected, &mounted);
+    env.umount(reference, &mounted);
+}
 
 /// Four `builder pull` processes at once into one store, of images that
 /// share layers: busybox; derived (busybox's base layer blob + one more);
@@ -567,26 +590,7 @@ fn concurrent_pulls_share_layers() {
     let again = registry.reference("fixture/busybox:again");
 
     let refs = [&busybox, &derived, &zstd, &again];
-    let children: Vec<_> = refs
-        .iter()
-        .map(|r| {
-            (
-                r.to_string(),
-                env.spawn(&["pull", "--tls-verify=false", "-q", r]),
-            )
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    for (reference, child) in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "concurrent pull of {reference} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(Instant::now() < deadline);
-    }
+    pull_all_at_once(&env, &refs);
     env.assert_check_clean();
 
     let images = env.builder(&["images", "--json"]).success().json();
@@ -637,12 +641,7 @@ fn concurrent_pulls_share_layers() {
 
     // The derived image's rootfs is right even though its base layer was
     // unpacked by whichever process got there first.
-    let expected = dv
-        .image()
-        .umoci_unpack(&env.scratch("umoci").join("bundle"));
-    let mounted = env.mount(&derived);
-    tree::assert_same(&expected, &mounted);
-    env.umount(&derived, &mounted);
+    assert_mount_equals_umoci(&env, &derived, dv.image());
 }
 
 /// The same, with the Docker-schema2 and OCI forms of one image (the same
@@ -658,24 +657,7 @@ fn concurrent_pulls_of_one_image_in_three_forms() {
     registry.push_fixture(ml, "fixture/multilayer:again");
     let again = registry.reference("fixture/multilayer:again");
     let refs = [&multilayer, &docker, &uncompressed, &again];
-    let children: Vec<_> = refs
-        .iter()
-        .map(|r| {
-            (
-                r.to_string(),
-                env.spawn(&["pull", "--tls-verify=false", "-q", r]),
-            )
-        })
-        .collect();
-    for (reference, child) in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "concurrent pull of {reference} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    pull_all_at_once(&env, &refs);
     env.assert_check_clean();
     let layers = fs::read_dir(env.root.join("layers")).unwrap().count();
     assert_eq!(
