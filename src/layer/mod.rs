@@ -93,6 +93,22 @@ pub enum LayerError {
 }
 
 impl LayerError {
+    /// Builds the "entry rejected" error for one tar entry.
+    pub(crate) fn rejecting(entry: &str) -> impl Fn(Reject) -> LayerError + Copy + '_ {
+        move |reason| LayerError::Rejected {
+            entry: entry.to_string(),
+            reason,
+        }
+    }
+
+    /// Builds the I/O error for one tar entry.
+    pub(crate) fn entry_io(entry: &str) -> impl Fn(std::io::Error) -> LayerError + Copy + '_ {
+        move |source| LayerError::Entry {
+            entry: entry.to_string(),
+            source,
+        }
+    }
+
     /// The tar entry this error is about, if any.
     pub fn entry(&self) -> Option<&str> {
         match self {

@@ -277,14 +277,8 @@ impl<'o> Unpacker<'o> {
         entry: &mut tar::Entry<'_, R>,
         name: &str,
     ) -> Result<(), LayerError> {
-        let reject = |reason| LayerError::Rejected {
-            entry: name.to_string(),
-            reason,
-        };
-        let io_err = |source| LayerError::Entry {
-            entry: name.to_string(),
-            source,
-        };
+        let reject = LayerError::rejecting(name);
+        let io_err = LayerError::entry_io(name);
         let raw = entry.path_bytes();
         let path = normalize(&raw).map_err(reject)?;
         let mut etype = entry.header().entry_type();
@@ -448,14 +442,8 @@ impl<'o> Unpacker<'o> {
         follow: bool,
         name: &str,
     ) -> Result<(OwnedFd, Vec<u8>), LayerError> {
-        let reject = |reason| LayerError::Rejected {
-            entry: name.to_string(),
-            reason,
-        };
-        let io_err = |source| LayerError::Entry {
-            entry: name.to_string(),
-            source,
-        };
+        let reject = LayerError::rejecting(name);
+        let io_err = LayerError::entry_io(name);
         let root = self.root.clone();
         let mut real: Vec<u8> = Vec::new();
         let mut todo: Vec<Vec<u8>> = literal
@@ -744,14 +732,8 @@ impl<'o> Unpacker<'o> {
         target_raw: &[u8],
         entry_name: &str,
     ) -> Result<(), LayerError> {
-        let reject = |reason| LayerError::Rejected {
-            entry: entry_name.to_string(),
-            reason,
-        };
-        let io_err = |source| LayerError::Entry {
-            entry: entry_name.to_string(),
-            source,
-        };
+        let reject = LayerError::rejecting(entry_name);
+        let io_err = LayerError::entry_io(entry_name);
         let shown = lossy(target_raw);
         let target = match normalize(target_raw) {
             Ok(t) if t.is_empty() => return Err(reject(Reject::LinkToDir(shown))),
