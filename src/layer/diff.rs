@@ -64,9 +64,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::LayerError;
 use super::compression::{self, Encoder};
 use super::whiteout::{self, OverlayXattr};
+use super::{LayerError, join};
 use crate::oci::verify::HashingWriter;
 use crate::oci::{Compression, DiffId, Digest, media_type};
 use crate::sys::fs::{self as sysfs, path_from_bytes as p};
@@ -735,16 +735,6 @@ fn normalize_relative(raw: &[u8]) -> Vec<u8> {
         }
         out.extend_from_slice(comp);
     }
-    out
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(dir.len() + 1 + name.len());
-    out.extend_from_slice(dir);
-    if !dir.is_empty() {
-        out.push(b'/');
-    }
-    out.extend_from_slice(name);
     out
 }
 

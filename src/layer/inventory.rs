@@ -117,6 +117,27 @@ pub struct Entry {
     pub link: Option<ByteStr>,
 }
 
+impl Entry {
+    /// An entry with only the common fields set (no path yet: the recorder
+    /// or the caller fills it in); `mode` keeps only the permission bits.
+    pub fn new(kind: Kind, mode: u32, uid: u32, gid: u32) -> Entry {
+        Entry {
+            path: ByteStr::default(),
+            kind,
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            size: 0,
+            mtime: None,
+            xxh3: None,
+            target: None,
+            rdev: None,
+            xattrs: Vec::new(),
+            link: None,
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -524,20 +545,7 @@ pub fn scan(dir: &Path) -> Result<Inventory, LayerError> {
             .to_vec();
         let rdev = (rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev()));
         let kind = kind_of(md.file_type(), rdev);
-        let mut entry = Entry {
-            path: ByteStr::default(),
-            kind,
-            mode: md.mode() & 0o7777,
-            uid: md.uid(),
-            gid: md.gid(),
-            size: 0,
-            mtime: None,
-            xxh3: None,
-            target: None,
-            rdev: None,
-            xattrs: Vec::new(),
-            link: None,
-        };
+        let mut entry = Entry::new(kind, md.mode(), md.uid(), md.gid());
         if kind != Kind::Dir {
             entry.mtime = Some(Mtime(md.mtime(), md.mtime_nsec() as u32));
         }

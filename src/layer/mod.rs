@@ -38,6 +38,17 @@ pub use inventory::{Inventory, Mismatch, compare, scan};
 pub use unpack::{UnpackOptions, Unpacked, unpack};
 pub use whiteout::OverlayXattr;
 
+/// `dir/name` for layer-relative byte paths (the root is the empty path).
+pub(crate) fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(dir.len() + 1 + name.len());
+    out.extend_from_slice(dir);
+    if !dir.is_empty() {
+        out.push(b'/');
+    }
+    out.extend_from_slice(name);
+    out
+}
+
 /// Errors of layer unpacking and scanning. Every error about a tar entry
 /// names the entry as the tar spells it.
 #[derive(Debug, thiserror::Error)]

@@ -70,7 +70,7 @@ use tar::EntryType;
 
 use super::inventory::{ByteStr, ContentHasher, Entry, Inventory, Kind, Mtime, Recorder};
 use super::whiteout::{self, OciName, OverlayXattr};
-use super::{LayerError, Reject};
+use super::{LayerError, Reject, join};
 use crate::sys::fs::{self as sysfs, Errno, FileType, path_from_bytes as p};
 
 /// How to unpack.
@@ -254,7 +254,7 @@ impl<'o> Unpacker<'o> {
                     .into_iter()
                     .map(|(n, v)| (ByteStr(n), ByteStr(v)))
                     .collect(),
-                ..entry(Kind::Dir, st.st_mode & 0o7777, st.st_uid, st.st_gid)
+                ..Entry::new(Kind::Dir, st.st_mode & 0o7777, st.st_uid, st.st_gid)
             },
         );
         Ok(Self {
@@ -500,8 +500,10 @@ impl<'o> Unpacker<'o> {
     fn implicit_dir(&mut self, path: &[u8]) -> io::Result<()> {
         sysfs::mkdirat(self.root.as_fd(), p(path), 0o700)?;
         let st = sysfs::fstatat_nofollow(self.root.as_fd(), p(path))?;
-        self.rec
-            .insert(path.to_vec(), entry(Kind::Dir, 0o755, st.st_uid, st.st_gid));
+        self.rec.insert(
+            path.to_vec(),
+            Entry::new(Kind::Dir, 0o755, st.st_uid, st.st_gid),
+        );
         self.fixups.insert(
             path.to_vec(),
             DirFix {
@@ -630,7 +632,7 @@ impl<'o> Unpacker<'o> {
                 mtime: Some(meta.mtime),
                 xxh3: Some(hasher.finish()),
                 xattrs,
-                ..entry(Kind::File, meta.mode, meta.uid, meta.gid)
+                ..Entry::new(Kind::File, meta.mode, meta.uid, meta.gid)
             },
         );
         Ok(())
@@ -658,7 +660,7 @@ impl<'o> Unpacker<'o> {
                 real.clone(),
                 Entry {
                     xattrs,
-                    ..entry(Kind::Dir, meta.mode, meta.uid, meta.gid)
+                    ..Entry::new(Kind::Dir, meta.mode, meta.uid, meta.gid)
                 },
             ),
         }
@@ -719,7 +721,7 @@ impl<'o> Unpacker<'o> {
                 mtime: Some(meta.mtime),
                 target: Some(ByteStr(target.to_vec())),
                 xattrs,
-                ..entry(Kind::Symlink, 0o777, meta.uid, meta.gid)
+                ..Entry::new(Kind::Symlink, 0o777, meta.uid, meta.gid)
             },
         );
         Ok(())
@@ -804,7 +806,7 @@ impl<'o> Unpacker<'o> {
                 mtime: Some(meta.mtime),
                 rdev,
                 xattrs,
-                ..entry(kind, meta.mode, meta.uid, meta.gid)
+                ..Entry::new(kind, meta.mode, meta.uid, meta.gid)
             },
         );
         Ok(())
@@ -832,7 +834,7 @@ impl<'o> Unpacker<'o> {
             dir.child(hidden),
             Entry {
                 mtime: Some(meta.mtime),
-                ..entry(Kind::Whiteout, 0, meta.uid, meta.gid)
+                ..Entry::new(Kind::Whiteout, 0, meta.uid, meta.gid)
             },
         );
         Ok(())
@@ -878,24 +880,6 @@ impl<'o> Unpacker<'o> {
             bytes: self.bytes,
             inventory: self.rec.finish(),
         })
-    }
-}
-
-/// An inventory entry with only the common fields set.
-fn entry(kind: Kind, mode: u32, uid: u32, gid: u32) -> Entry {
-    Entry {
-        path: ByteStr::default(),
-        kind,
-        mode: mode & 0o7777,
-        uid,
-        gid,
-        size: 0,
-        mtime: None,
-        xxh3: None,
-        target: None,
-        rdev: None,
-        xattrs: Vec::new(),
-        link: None,
     }
 }
 
@@ -1013,16 +997,6 @@ fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (&b""[..], path),
     }
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(dir.len() + 1 + name.len());
-    out.extend_from_slice(dir);
-    if !dir.is_empty() {
-        out.push(b'/');
-    }
-    out.extend_from_slice(name);
-    out
 }
 
 fn is_ancestor_or_self(a: &[u8], path: &[u8]) -> bool {

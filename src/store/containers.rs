@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, lock, txn::remove_tree};
+use super::{Store, StoreError, lock, read_json_record, txn::remove_tree};
 use crate::oci::{DiffId, Digest};
 
 /// The directory of containers, below the root.
@@ -207,13 +207,7 @@ impl Store {
     /// The record of container `id`, if it exists and is readable.
     pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>, StoreError> {
         let path = self.container_dir(id)?.join(RECORD_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::Json { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io("read", &path, e)),
-        }
+        read_json_record(&path)
     }
 
     /// Every container directory, sorted by creation time (oldest first).

@@ -239,6 +239,20 @@ impl Store {
     }
 }
 
+/// Reads a JSON record the store wrote; `Ok(None)` when it does not exist.
+fn read_json_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Json {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("read", path, e)),
+    }
+}
+
 /// fsyncs a directory so a rename into it survives a crash.
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir)

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, txn::remove_tree};
+use super::{Store, StoreError, read_json_record, txn::remove_tree};
 use crate::oci::{DiffId, Digest};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,13 +43,7 @@ impl Store {
 
     pub fn mount_record(&self, manifest: &Digest) -> Result<Option<MountRecord>, StoreError> {
         let path = self.mount_dir(manifest).join(RECORD_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::Json { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io("read", &path, e)),
-        }
+        read_json_record(&path)
     }
 
     /// Removes a mount record and its (already unmounted) mountpoint.
