@@ -336,6 +336,19 @@ impl Engine<'_> {
             }
             ImageSource::Image(name) => self.base_image(&name, &platform, &from_loc)?,
         };
+        // Stages this one copies from are built first when their names are
+        // known now (almost always: `--from` words rarely use stage ARGs),
+        // so each stage's step lines come out together.
+        for located in &stage.instructions {
+            if let Instruction::Copy(c) = &located.value
+                && let Some(word) = &c.from
+                && let Ok(from) = self.cf.expand(word, &self.global)
+                && let ImageSource::Stage(j) = self.cf.resolve_from(&from)
+                && j != index
+            {
+                self.stage(j, Some(self.location(located.line)))?;
+            }
+        }
         let triggers = onbuild_triggers(&state.config.image);
         if !triggers.is_empty()
             && let Some(c) = state.config.image.config.as_mut()
@@ -896,7 +909,14 @@ impl Engine<'_> {
             volumes,
             ..Default::default()
         };
-        let finished = run_step(self.store, &config, &step_text, self.reporter)?;
+        let finished = match run_step(self.store, &config, &step_text, self.reporter) {
+            Ok(f) => f,
+            // A RUN ended by the Ctrl-C the runtime forwarded to it.
+            Err(e) => {
+                self.check_interrupt()?;
+                return Err(e);
+            }
+        };
         self.containers_started += 1;
         self.check_interrupt()?;
         let upper = finished.container.upper_dir();
