@@ -885,8 +885,8 @@ impl Engine<'_> {
             None => None,
         };
         let volumes = match &script_file {
-            Some(f) => vec![crate::runtime::spec::Bind {
-                source: f.path().to_path_buf(),
+            Some((_, path)) => vec![crate::runtime::spec::Bind {
+                source: path.clone(),
                 destination: PathBuf::from(SCRIPT_PATH),
                 read_only: true,
             }],
@@ -1061,19 +1061,20 @@ impl Engine<'_> {
 /// `/dev/pipes/`; /dev is a tmpfs, so the mount point never reaches a layer).
 const SCRIPT_PATH: &str = "/dev/pipes/script";
 
-fn write_script(store: &Store, body: &str) -> Result<tempfile::NamedTempFile, BuildError> {
-    use std::io::Write;
+/// Writes a `#!` heredoc as the blob file of a transaction that lives as
+/// long as the step: the store owns everything below its root, and a
+/// transaction is removed however builder ends.
+fn write_script(
+    store: &Store,
+    body: &str,
+) -> Result<(crate::store::Transaction, PathBuf), BuildError> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = store.root().join("tmp");
-    let mut f = tempfile::Builder::new()
-        .prefix("script-")
-        .tempfile_in(&dir)
-        .map_err(|e| BuildError::write(&dir, e))?;
-    f.write_all(body.as_bytes())
-        .map_err(|e| BuildError::write(f.path(), e))?;
-    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| BuildError::write(f.path(), e))?;
-    Ok(f)
+    let txn = store.begin().map_err(BuildError::store)?;
+    let path = txn.blob_path();
+    std::fs::write(&path, body).map_err(|e| BuildError::write(&path, e))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| BuildError::write(&path, e))?;
+    Ok((txn, path))
 }
 
 /// A COPY or ADD, before expansion.
