@@ -4,9 +4,11 @@
 //! layer.
 //!
 //! Two phases: [`plan_copy`] decides every entry the step writes (its
-//! destination, type, mode and owner) without writing anything, so that
-//! [`CopyPlan::content_digest`] can key the cache on exactly what will be
-//! written; [`CopyPlan::apply`] then writes it.
+//! destination, type, mode and owner) without writing into the upper, so
+//! that [`CopyPlan::content_digest`] can key the cache on exactly what will
+//! be written; [`CopyPlan::apply`] then writes it. ADD's URL sources are
+//! downloaded during planning, into the caller's scratch directory, so the
+//! key covers the bytes received; the plan owns those files.
 //!
 //! Docker's rules:
 //! - a directory source copies its *contents*; a file goes to `DEST` or,

@@ -27,7 +27,6 @@
 //! directories the registry client reads.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::{self, Read as _, Write as _};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
@@ -72,10 +71,12 @@ pub fn file_name(url: &str) -> Option<OsString> {
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let path = rest.find('/').map_or("", |i| &rest[i..]);
     let decoded = percent_decode(path);
-    let trimmed = decoded.trim_ascii_end();
-    let trimmed =
-        &trimmed[..trimmed.len() - trimmed.iter().rev().take_while(|&&b| b == b'/').count()];
-    let name = trimmed.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    // Trailing slashes do not count, as with Go's `path.Base`.
+    let end = decoded.len() - decoded.iter().rev().take_while(|&&b| b == b'/').count();
+    let name = decoded[..end]
+        .rsplit(|&b| b == b'/')
+        .next()
+        .unwrap_or_default();
     if name.is_empty() || name == b"." || name == b".." || name.contains(&0) {
         return None;
     }
@@ -158,8 +159,7 @@ pub(crate) fn download(
         to.write_all(&buf[..n])
             .map_err(|e| BuildError::write(&*path, e))?;
     }
-    let (actual, _, mut file): (Digest, u64, File) = to.finish();
-    file.flush().map_err(|e| BuildError::write(&*path, e))?;
+    let (actual, _, _file) = to.finish();
     if let Some(expected) = expected
         && *expected != actual
     {
