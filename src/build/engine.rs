@@ -967,12 +967,6 @@ impl Engine<'_> {
         let dest = cf.expand(copy.dest, scope)?;
         let chown = copy.chown.map(|w| cf.expand(w, scope)).transpose()?;
         let chmod = copy.chmod.map(|w| cf.expand(w, scope)).transpose()?;
-        if copy.checksum.is_some() {
-            return Err(BuildError::Unsupported {
-                at: At::default(),
-                what: "ADD --checksum".into(),
-            });
-        }
 
         // Where sources come from: the context, or another stage's or
         // image's root filesystem, mounted read-only for the step.
@@ -1009,7 +1003,18 @@ impl Engine<'_> {
         let view = View::mount(self.store, &state.diff_ids(), &state.name)?;
         let workdir = state.workdir();
         let rootfs = view.path();
+        // The layer's transaction, begun before planning: an ADD downloads
+        // its URLs into the transaction's scratch dir while planning (the
+        // cache key covers the bytes received).
+        let txn = self.store.begin().map_err(BuildError::store)?;
+        let scratch = if copy.add {
+            Some(txn.scratch_dir().map_err(BuildError::store)?)
+        } else {
+            None
+        };
         let opts = CopyOptions {
+            scratch: scratch.as_deref(),
+            checksum: copy.checksum.clone(),
             sources,
             dest: dest.clone(),
             workdir: &workdir,
@@ -1022,8 +1027,8 @@ impl Engine<'_> {
         let (content, files) = plan.content()?;
         let keyword = if copy.add { "ADD" } else { "COPY" };
         let key_text = format!(
-            "{keyword} from={:?} chown={chown:?} chmod={chmod:?} dest={dest:?}",
-            copy.from
+            "{keyword} from={:?} chown={chown:?} chmod={chmod:?} checksum={:?} dest={dest:?}",
+            copy.from, copy.checksum
         );
         let key = StepInputs {
             parent: &state.key,
@@ -1038,7 +1043,6 @@ impl Engine<'_> {
             return Ok(true);
         }
         self.explain(id, stage_index, &key_text, &[], &files, &parent);
-        let txn = self.store.begin().map_err(BuildError::store)?;
         plan.apply(&txn.layer_dir())?;
         drop(view);
         drop(from_view);
