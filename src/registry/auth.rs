@@ -422,7 +422,11 @@ mod tests {
             "http://h/t?a=b&scope=x&scope=y"
         );
         assert_eq!(
-            token_url("https://a/t", Some("s"), Some(&mount_scope("to/repo", "from"))),
+            token_url(
+                "https://a/t",
+                Some("s"),
+                Some(&mount_scope("to/repo", "from"))
+            ),
             "https://a/t?service=s&scope=repository%3Ato%2Frepo%3Apull%2Cpush&scope=repository%3Afrom%3Apull"
         );
         assert_eq!(token_url("http://h/t", None, None), "http://h/t");

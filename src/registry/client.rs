@@ -176,7 +176,11 @@ pub(super) enum CallBody<'a> {
     Bytes(&'a [u8]),
     /// `len` bytes of `file` from `offset`, read with `pread`, so the file's
     /// position is untouched and a resend reads the same range.
-    File { file: &'a File, offset: u64, len: u64 },
+    File {
+        file: &'a File,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// One request as `follow` and `send` see it: after scheme and auth are

@@ -54,11 +54,9 @@ use crate::reference::ImageRef;
 /// costs seconds, not the whole layer.
 pub const CHUNK_SIZE: u64 = 16 * 1024 * 1024;
 
-/// How a blob came to be in the target repository.
+/// How [`Client::upload_blob`] put a blob into the target repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobPushed {
-    /// The repository had it (`HEAD`).
-    Present,
     /// Mounted from another repository of the same registry.
     Mounted { from: String },
     /// Uploaded: in `chunks` PATCH requests (0 for one monolithic PUT),
@@ -90,11 +88,12 @@ impl Client {
         }
     }
 
-    /// Makes sure `target`'s repository has the blob `desc`, whose bytes
-    /// are `file`: present already, mounted from one of `mount_from` (other
-    /// repositories of the same registry, tried in order), or uploaded.
+    /// Puts the blob `desc`, whose bytes are `file`, into `target`'s
+    /// repository: mounted from one of `mount_from` (other repositories of
+    /// the same registry, tried in order), or uploaded. The caller has
+    /// checked with [`Client::blob_exists`] that it is not there yet.
     /// `progress` is told how many more bytes the registry has confirmed.
-    pub fn push_blob(
+    pub fn upload_blob(
         &self,
         target: &ImageRef,
         desc: &Descriptor,
@@ -102,9 +101,6 @@ impl Client {
         mount_from: &[String],
         progress: &dyn Fn(u64),
     ) -> Result<BlobPushed, RegistryError> {
-        if self.blob_exists(target, &desc.digest)? {
-            return Ok(BlobPushed::Present);
-        }
         let mut session = None;
         let candidates: Vec<&String> = mount_from
             .iter()
@@ -173,7 +169,8 @@ impl Client {
             StatusCode::CREATED => Ok(Mount::Mounted),
             StatusCode::ACCEPTED => {
                 let location = location_of(&resp, &what)?;
-                let location = self.absolute_location(target.registry(), &path, &location, &what)?;
+                let location =
+                    self.absolute_location(target.registry(), &path, &location, &what)?;
                 Ok(Mount::Session(location))
             }
             _ => Err(push_status_error(&what, target, resp)),
@@ -463,7 +460,12 @@ impl Upload<'_> {
     /// the offset the registry had confirmed before (see the module doc on
     /// `0-0`). A session the registry no longer accepts is a restart.
     fn status(&self, location: &str, known: u64) -> Result<(String, u64), Stop> {
-        let call = self.call(Method::GET, location.to_string(), Vec::new(), CallBody::None);
+        let call = self.call(
+            Method::GET,
+            location.to_string(),
+            Vec::new(),
+            CallBody::None,
+        );
         let resp = self.client.execute(&call)?;
         let status = resp.status();
         if !status.is_success() {
