@@ -170,10 +170,7 @@ fn second_push_sends_only_heads_and_the_manifest() {
     proxy.clear_log();
     let second = push(&env, &[&source, &destination]).success();
     assert_eq!(second.out(), fixture.digest());
-    assert!(
-        second.stderr.contains("0 uploaded, 0 mounted"),
-        "{second}"
-    );
+    assert!(second.stderr.contains("0 uploaded, 0 mounted"), "{second}");
     let log = proxy.log();
     for e in &log {
         let allowed = (e.method == "GET" && e.path == "/v2/")
@@ -236,12 +233,7 @@ fn same_layers_to_another_repository_are_mounted() {
                 .map(str::to_string)
         })
         .collect();
-    assert_eq!(
-        mounted,
-        blobs,
-        "every blob mounted:\n{}",
-        proxy.log_text()
-    );
+    assert_eq!(mounted, blobs, "every blob mounted:\n{}", proxy.log_text());
     assert_eq!(proxy.count("PATCH", ""), 0, "{}", proxy.log_text());
     assert!(
         !log.iter()
@@ -276,17 +268,13 @@ fn a_pusher_mounts_from_repositories_it_pushed_to() {
     let options = PushOptions::default();
 
     let first = ImageRef::parse(&format!("{}/first/busybox:1", proxy.addr())).unwrap();
-    let pushed = pusher
-        .push(&image, &first, &options, &NoProgress)
-        .unwrap();
+    let pushed = pusher.push(&image, &first, &options, &NoProgress).unwrap();
     assert_eq!(pushed.uploaded, 2, "{}", proxy.log_text());
     assert_eq!(pushed.manifest.digest.to_string(), fixture.digest());
 
     proxy.clear_log();
     let second = ImageRef::parse(&format!("{}/second/busybox:1", proxy.addr())).unwrap();
-    let pushed = pusher
-        .push(&image, &second, &options, &NoProgress)
-        .unwrap();
+    let pushed = pusher.push(&image, &second, &options, &NoProgress).unwrap();
     assert_eq!(
         (pushed.uploaded, pushed.mounted, pushed.present),
         (0, 2, 0),
@@ -350,33 +338,33 @@ fn big_layer_layout(dir: &Path, size: u64) -> (PathBuf, String) {
         fs::write(blobs.join(digest.trim_start_matches("sha256:")), &bytes).unwrap();
         (digest, bytes.len())
     };
-    let (config, config_size) = put(
-        serde_json::to_vec(&json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{hex}")]},
-        }))
-        .unwrap(),
-    );
-    let (manifest, manifest_size) = put(
-        serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config,
-                "size": config_size,
-            },
-            "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": format!("sha256:{hex}"),
-                "size": layer_size,
-            }],
-        }))
-        .unwrap(),
-    );
-    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let (config, config_size) = put(serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{hex}")]},
+    }))
+    .unwrap());
+    let (manifest, manifest_size) = put(serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config,
+            "size": config_size,
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": format!("sha256:{hex}"),
+            "size": layer_size,
+        }],
+    }))
+    .unwrap());
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     fs::write(
         layout.join("index.json"),
         serde_json::to_vec(&json!({
@@ -551,7 +539,9 @@ fn a_cut_monolithic_upload_is_retried() {
     assert_eq!(run.out(), fixture.digest());
     let log = proxy.log();
     assert_eq!(
-        log.iter().filter(|e| e.fault == Some("cut-request")).count(),
+        log.iter()
+            .filter(|e| e.fault == Some("cut-request"))
+            .count(),
         1,
         "{}",
         proxy.log_text()
@@ -564,7 +554,10 @@ fn a_cut_monolithic_upload_is_retried() {
         "both blobs arrive, each in one PUT:\n{}",
         proxy.log_text()
     );
-    assert_eq!(registry.manifest_digest("mono/busybox", "v1"), fixture.digest());
+    assert_eq!(
+        registry.manifest_digest("mono/busybox", "v1"),
+        fixture.digest()
+    );
 }
 
 #[test]
@@ -642,7 +635,9 @@ fn tls_registry_with_basic_auth() {
         .builder(&["push", "--cert-dir", cert_dir, &source, &destination])
         .failure();
     assert!(
-        denied.stderr.contains(&format!("builder login {}", registry.addr)),
+        denied
+            .stderr
+            .contains(&format!("builder login {}", registry.addr)),
         "{denied}"
     );
     assert!(denied.stderr.contains("secure/busybox"), "{denied}");
@@ -704,7 +699,10 @@ fn compression_zstd_changes_blobs_not_content() {
         &format!("docker://{destination}"),
     ]))
     .unwrap();
-    assert_eq!(raw["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
     assert_eq!(
         raw["config"]["digest"],
         fixture.image().config_digest,
@@ -714,7 +712,9 @@ fn compression_zstd_changes_blobs_not_content() {
     // Pulled back into a fresh store, it has the original's content.
     let again = TestEnv::new();
     assert_eq!(again.pull_plain(&destination, &[]), digest);
-    let expected = fixture.image().umoci_unpack(&again.scratch("umoci").join("bundle"));
+    let expected = fixture
+        .image()
+        .umoci_unpack(&again.scratch("umoci").join("bundle"));
     let mounted = again.mount(&destination);
     tree::assert_same(&expected, &mounted);
     again.umount(&destination, &mounted);
@@ -734,8 +734,7 @@ fn denied_push_says_who_refused_and_what_to_do() {
     let destination = format!("{}/denied/busybox:v1", proxy.addr());
     let run = push(&env, &[&source, &destination]).failure();
     assert!(
-        run.stderr
-            .contains("denied access to `denied/busybox`"),
+        run.stderr.contains("denied access to `denied/busybox`"),
         "{run}"
     );
     assert!(
