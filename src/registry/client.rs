@@ -128,6 +128,9 @@ pub(super) struct Inner {
     /// One agent per (host, verify): each has its own TLS roots.
     agents: Mutex<HashMap<(String, bool), Agent>>,
     schemes: Mutex<HashMap<String, Scheme>>,
+    /// Held while a scheme is probed, so that threads starting at once (a
+    /// push's blob workers) wait for one probe instead of each probing.
+    probing: Mutex<()>,
     auth: AuthCache,
     credentials: Mutex<HashMap<CredentialKey, Option<Credential>>>,
 }
@@ -227,6 +230,7 @@ impl Client {
                 auth_files,
                 agents: Mutex::default(),
                 schemes: Mutex::default(),
+                probing: Mutex::default(),
                 auth: AuthCache::default(),
                 credentials: Mutex::default(),
             }),
@@ -735,14 +739,23 @@ impl Client {
 
     /// The scheme for `registry`, probing once where plain HTTP is allowed.
     fn scheme(&self, registry: &str, what: &str) -> Result<Scheme, RegistryError> {
-        if let Some(s) = self
-            .inner
-            .schemes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(registry)
-        {
-            return Ok(*s);
+        let known = || {
+            self.inner
+                .schemes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(registry)
+                .copied()
+        };
+        if let Some(s) = known() {
+            return Ok(s);
+        }
+        if !self.allows_http(registry) {
+            return Ok(Scheme::Https);
+        }
+        let _probing = self.inner.probing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = known() {
+            return Ok(s);
         }
         let scheme = if self.allows_http(registry) {
             self.probe(registry, what)?

@@ -772,3 +772,50 @@ fn destination_defaults_to_the_images_own_name() {
     let run = push(&env, &["-q", id, &registry.reference("own/busybox:by-id")]).success();
     assert_eq!(run.out(), fixture.digest());
 }
+
+/// The other direction: a zstd image pushed with `--compression gzip` is
+/// one umoci (which reads no zstd) unpacks to the original's content.
+#[test]
+fn compression_gzip_of_a_zstd_image_is_read_by_umoci() {
+    let (env, source, fixture) = pulled("zstd");
+    let registry = Registry::start_plain();
+    let destination = registry.reference("gzip/busybox:v1");
+    let run = push(
+        &env,
+        &["-q", "--compression", "gzip", &source, &destination],
+    )
+    .success();
+    assert_ne!(run.out(), fixture.digest());
+    let raw: Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{destination}"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(raw["config"]["digest"], fixture.image().config_digest);
+
+    let scratch = env.scratch("copy");
+    let layout = scratch.join("layout");
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{destination}"),
+        &format!("oci:{}:copy", layout.display()),
+    ]);
+    let bundle = scratch.join("bundle");
+    let mut umoci = Command::new("umoci");
+    umoci
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:copy", layout.display()))
+        .arg(&bundle);
+    process::run_ok(umoci);
+    let expected = fixture.image().umoci_unpack(&scratch.join("expected"));
+    tree::assert_same(&expected, &bundle.join("rootfs"));
+}
