@@ -438,14 +438,8 @@ impl Upload<'_> {
         };
         let call = self.call(Method::PATCH, location.to_string(), headers, body);
         let resp = self.client.execute(&call)?;
-        let status = resp.status();
-        if status != StatusCode::ACCEPTED {
-            let e = push_status_error(&self.what, self.target, resp);
-            return Err(if is_transient(&e) || status.as_u16() == 416 {
-                Stop::Restart(e)
-            } else {
-                Stop::Fatal(e)
-            });
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(session_failure(&self.what, self.target, resp));
         }
         let next = self.next_location(&resp, location)?;
         let reached = match range_end(&resp) {
@@ -503,8 +497,7 @@ impl Upload<'_> {
         if resp.status().is_success() {
             return Ok(());
         }
-        let e = push_status_error(&self.what, self.target, resp);
-        Err(Stop::from(e))
+        Err(session_failure(&self.what, self.target, resp))
     }
 
     fn next_location(&self, resp: &Response<ureq::Body>, base: &str) -> Result<String, Stop> {
@@ -522,6 +515,20 @@ fn is_transient(e: &RegistryError) -> bool {
         RegistryError::Transport { .. } | RegistryError::Read { .. } => true,
         RegistryError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
         _ => false,
+    }
+}
+
+/// A failed PATCH or closing PUT: worth a new session when the registry
+/// lost the session (404 `BLOB_UPLOAD_UNKNOWN`/`BLOB_UPLOAD_INVALID`), the
+/// offsets disagree (416) or the failure is transient; otherwise final (a
+/// 400 `DIGEST_INVALID` says the bytes are not the blob).
+fn session_failure(what: &str, target: &ImageRef, resp: Response<ureq::Body>) -> Stop {
+    let status = resp.status().as_u16();
+    let e = push_status_error(what, target, resp);
+    if is_transient(&e) || status == 404 || status == 416 {
+        Stop::Restart(e)
+    } else {
+        Stop::Fatal(e)
     }
 }
 
