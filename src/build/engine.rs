@@ -669,6 +669,101 @@ impl Engine<'_> {
         .key();
         self.record_step(stage_index, id, &key_text, &key, &state.key, &[], &[]);
         state.key = key;
+        if matches!(meta, Metadata::Workdir(_)) {
+            return self.workdir_layer(state, id, stage_index);
+        }
+        Ok(false)
+    }
+
+    /// WORKDIR creates its directory, owned by the USER, when the image
+    /// lacks it, as BuildKit and Buildah do: a layer holding the new
+    /// directories (and, unchanged, the existing ones above them), under
+    /// the WORKDIR step's key. Returns whether it came from the cache.
+    fn workdir_layer(
+        &mut self,
+        state: &mut ImageState,
+        id: &StepId,
+        stage_index: usize,
+    ) -> Result<bool, BuildError> {
+        let workdir = state.workdir();
+        if workdir == "/" {
+            return Ok(false);
+        }
+        let key = state.key.clone();
+        if self.cache_allowed(stage_index)
+            && let Some(record) = self
+                .store
+                .cache_get(&key.hex())
+                .map_err(BuildError::store)?
+            && self.store.has_blob(&record.layer.digest)
+            && self.store.has_layer(&record.diff_id)
+        {
+            state.layers.push(LayerRef {
+                blob: record.layer,
+                diff_id: record.diff_id,
+            });
+            if let Some(h) = state.config.image.history.last_mut() {
+                h.empty_layer = false;
+                if self.opts.timestamp.is_none() {
+                    h.created = record.created;
+                }
+            }
+            self.steps_cached += 1;
+            self.reporter.step(&StepEvent::Cached { id: id.clone() });
+            return Ok(true);
+        }
+        let view = View::mount(self.store, &state.diff_ids(), &state.name)?;
+        let root = view.path();
+        let rel = crate::runtime::plan::resolve_in_root(&root, std::path::Path::new(&workdir))
+            .map_err(|e| BuildError::io(&workdir, e))?;
+        if root.join(&rel).is_dir() {
+            return Ok(false);
+        }
+        let user = state.container_config().user.clone().unwrap_or_default();
+        let owner = if user.is_empty() {
+            (0, 0)
+        } else {
+            let u = crate::runtime::user::resolve(&root, &user).map_err(|source| {
+                BuildError::Chown {
+                    at: At::default(),
+                    value: user.clone(),
+                    source,
+                }
+            })?;
+            (u.uid, u.gid)
+        };
+        let txn = self.store.begin().map_err(BuildError::store)?;
+        let layer_dir = txn.layer_dir();
+        make_workdir(&root, &layer_dir, &rel, owner)?;
+        drop(view);
+        let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
+        let layer = commit::commit_dir(
+            self.store,
+            &txn,
+            &layer_dir,
+            &lowers,
+            &self.diff_options(Vec::new()),
+        )?;
+        let history = state
+            .config
+            .image
+            .history
+            .last_mut()
+            .expect("WORKDIR's history entry was just added");
+        history.empty_layer = false;
+        self.store
+            .cache_put(
+                &key.hex(),
+                &CacheRecord {
+                    layer: layer.blob.clone(),
+                    diff_id: layer.diff_id.clone(),
+                    created: history.created.clone(),
+                    created_by: history.created_by.clone().unwrap_or_default(),
+                },
+            )
+            .map_err(BuildError::store)?;
+        state.layers.push(layer);
+        self.steps_run += 1;
         Ok(false)
     }
 
@@ -1079,6 +1174,54 @@ fn write_script(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| BuildError::write(&path, e))?;
     Ok((txn, path))
+}
+
+/// Writes into `layer_dir` the directories of `rel` (relative to `root`):
+/// those `root` has, with their metadata unchanged; the missing ones new,
+/// 0755, owned by `owner`.
+fn make_workdir(
+    root: &std::path::Path,
+    layer_dir: &std::path::Path,
+    rel: &std::path::Path,
+    owner: (u32, u32),
+) -> Result<(), BuildError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut cur = PathBuf::new();
+    let mut copied = Vec::new();
+    for comp in rel.components() {
+        cur.push(comp);
+        let src = root.join(&cur);
+        let dst = layer_dir.join(&cur);
+        let w = |e| BuildError::write(&dst, e);
+        std::fs::create_dir(&dst).map_err(w)?;
+        let (uid, gid, mode) = match std::fs::symlink_metadata(&src) {
+            Ok(md) if md.is_dir() => {
+                copied.push((dst.clone(), md.mtime(), md.mtime_nsec()));
+                (md.uid(), md.gid(), md.mode() & 0o7777)
+            }
+            Ok(_) => {
+                return Err(BuildError::write(
+                    &src,
+                    std::io::Error::other("WORKDIR: a non-directory is in the way"),
+                ));
+            }
+            Err(_) => (owner.0, owner.1, 0o755),
+        };
+        std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).map_err(w)?;
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).map_err(w)?;
+    }
+    // Existing directories keep their mtimes (creating children changed them).
+    for (dst, sec, nsec) in copied.into_iter().rev() {
+        let parent = dst.parent().unwrap_or(layer_dir);
+        let dir = sys::fs::open_dir(parent).map_err(|e| BuildError::write(parent, e))?;
+        let name = dst
+            .file_name()
+            .map(std::path::Path::new)
+            .unwrap_or(std::path::Path::new("."));
+        sys::fs::utimensat_nofollow(std::os::fd::AsFd::as_fd(&dir), name, sec, nsec as u32)
+            .map_err(|e| BuildError::write(&dst, e))?;
+    }
+    Ok(())
 }
 
 /// A COPY or ADD, before expansion.
