@@ -125,6 +125,11 @@ struct ImageState {
     key: CacheKey,
     /// For container records: the stage or image this came from.
     name: String,
+    /// When the newest layer of the state was made (a cached step keeps
+    /// its original time; a base image brings its own `created`). Metadata
+    /// steps and the config take it, so a rebuild from cache gives the same
+    /// image ID, as with BuildKit.
+    time: Option<String>,
 }
 
 impl ImageState {
@@ -212,7 +217,7 @@ pub fn build(
     engine.check_interrupt()?;
 
     let mut config = state.config.image.clone();
-    config.created = Some(engine.created());
+    config.created = Some(engine.created_at(&state));
     config.rootfs.kind = "layers".into();
     config.rootfs.diff_ids = state.diff_ids();
     reporter.step(&StepEvent::Committing {
@@ -272,12 +277,35 @@ impl Engine<'_> {
         }
     }
 
-    /// `created` for history and config: the fixed timestamp, or now.
+    /// `created` for a step that makes something now: the fixed
+    /// timestamp, or now.
     fn created(&self) -> String {
         match self.opts.timestamp {
             Some(t) => time::rfc3339(t, 0),
             None => time::now_rfc3339(),
         }
+    }
+
+    /// `created` for a metadata step and the config: the fixed timestamp,
+    /// else the time of the state's newest layer (see [`ImageState::time`]).
+    fn created_at(&self, state: &ImageState) -> String {
+        match (self.opts.timestamp, &state.time) {
+            (Some(t), _) => time::rfc3339(t, 0),
+            (None, Some(t)) => t.clone(),
+            (None, None) => time::now_rfc3339(),
+        }
+    }
+
+    /// The name of a step's record in the store's cache: the step's key
+    /// (which depends only on the build's inputs) with the options that
+    /// change the layer's bytes, so a hit always has the form asked for.
+    fn record_key(&self, key: &CacheKey) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"builder-cache-record-v1\0");
+        h.update(key.hex().as_bytes());
+        h.update(format!("\0{:?}\0{:?}", self.opts.compression, self.opts.timestamp).as_bytes());
+        hex::encode(h.finalize())
     }
 
     fn location(&self, line: usize) -> Location {
@@ -417,6 +445,7 @@ impl Engine<'_> {
             layers: Vec::new(),
             key: CacheKey::base("scratch"),
             name: "scratch".into(),
+            time: None,
         }
     }
 
@@ -429,12 +458,13 @@ impl Engine<'_> {
     ) -> Result<ImageState, BuildError> {
         let (image_id, config, layers) = self.image_parts(name, platform, at)?;
         let mut config = config;
-        config.created = None;
+        let time = config.created.take();
         Ok(ImageState {
             config: StageConfig::new(config),
             layers,
             key: CacheKey::base(&image_id.to_string()),
             name: name.to_string(),
+            time,
         })
     }
 
@@ -630,7 +660,7 @@ impl Engine<'_> {
             Instruction::Onbuild(o) => Metadata::Onbuild(o.source.clone()),
             Instruction::Maintainer(m) => Metadata::Maintainer(m.clone()),
         };
-        let created = self.created();
+        let created = self.created_at(state);
         state
             .config
             .apply(&meta, Some(created))
@@ -704,8 +734,9 @@ impl Engine<'_> {
             });
             if let Some(h) = state.config.image.history.last_mut() {
                 h.empty_layer = false;
-                if self.opts.timestamp.is_none() {
-                    h.created = record.created;
+                if self.opts.timestamp.is_none() && record.created.is_some() {
+                    h.created = record.created.clone();
+                    state.time = record.created;
                 }
             }
             self.steps_cached += 1;
@@ -751,9 +782,18 @@ impl Engine<'_> {
             .last_mut()
             .expect("WORKDIR's history entry was just added");
         history.empty_layer = false;
+        let created = self.created();
+        history.created = Some(created.clone());
+        state.time = Some(created);
+        let history = state
+            .config
+            .image
+            .history
+            .last()
+            .expect("WORKDIR's history entry was just added");
         self.store
             .cache_put(
-                &key.hex(),
+                &self.record_key(&key),
                 &CacheRecord {
                     layer: layer.blob.clone(),
                     diff_id: layer.diff_id.clone(),
@@ -802,7 +842,7 @@ impl Engine<'_> {
         }
         let Some(record) = self
             .store
-            .cache_get(&key.hex())
+            .cache_get(&self.record_key(key))
             .map_err(BuildError::store)?
         else {
             return Ok(false);
@@ -814,11 +854,15 @@ impl Engine<'_> {
             blob: record.layer.clone(),
             diff_id: record.diff_id.clone(),
         });
+        let created = match self.opts.timestamp {
+            Some(_) => Some(self.created()),
+            None => record.created.clone(),
+        };
+        if created.is_some() {
+            state.time = created.clone();
+        }
         state.config.image.history.push(crate::oci::image::History {
-            created: match self.opts.timestamp {
-                Some(_) => Some(self.created()),
-                None => record.created.clone(),
-            },
+            created,
             created_by: Some(record.created_by.clone()),
             comment: Some("buildkit.dockerfile.v0".into()),
             ..Default::default()
@@ -868,9 +912,10 @@ impl Engine<'_> {
         created_by: String,
     ) -> Result<(), BuildError> {
         let created = self.created();
+        state.time = Some(created.clone());
         self.store
             .cache_put(
-                &key.hex(),
+                &self.record_key(&key),
                 &CacheRecord {
                     layer: layer.blob.clone(),
                     diff_id: layer.diff_id.clone(),
@@ -1064,40 +1109,54 @@ impl Engine<'_> {
         let chmod = copy.chmod.map(|w| cf.expand(w, scope)).transpose()?;
 
         // Where sources come from: the context, or another stage's or
-        // image's root filesystem, mounted read-only for the step.
-        let from_layers = match &copy.from {
-            None => None,
-            Some(from) => Some(match cf.resolve_from(from) {
+        // image's root filesystem. The key is computed without mounting
+        // anything: for the context, from a plan against an empty root
+        // (the parent key already covers the image the files land in, and
+        // `--chown` enters as written); for `--from`, from the source
+        // stage's key or image ID and the paths (BuildKit keys them so
+        // too). So a hit mounts nothing, and a build from a remote cache
+        // never needs a skipped stage's layers.
+        let (from_layers, from_identity) = match &copy.from {
+            None => (None, None),
+            Some(from) => match cf.resolve_from(from) {
                 ImageSource::Stage(j) if j == stage_index => {
                     return Err(BuildError::StageCycle {
                         at: At::default(),
                         stage: from.clone(),
                     });
                 }
-                ImageSource::Stage(j) => self.stage(j, Some(loc.clone()))?.diff_ids(),
-                ImageSource::Scratch => Vec::new(),
+                ImageSource::Stage(j) => {
+                    let s = self.stage(j, Some(loc.clone()))?;
+                    (Some(s.diff_ids()), Some(format!("stage {}", s.key.hex())))
+                }
+                ImageSource::Scratch => (Some(Vec::new()), Some("scratch".to_string())),
                 ImageSource::Image(name) => {
                     let platform = self.opts.platform.clone();
-                    self.image_parts(&name, &platform, &loc)?
-                        .2
-                        .into_iter()
-                        .map(|l| l.diff_id)
-                        .collect()
+                    let (image_id, _, layers) = self.image_parts(&name, &platform, &loc)?;
+                    (
+                        Some(layers.into_iter().map(|l| l.diff_id).collect::<Vec<_>>()),
+                        Some(format!("image {image_id}")),
+                    )
                 }
-            }),
+            },
         };
-        let from_view = match &from_layers {
-            Some(layers) => Some(View::mount(self.store, layers, "copy --from")?),
-            None => None,
-        };
-        let from_ctx = match &from_view {
-            Some(v) => Some(Context::directory(&v.path())?),
-            None => None,
-        };
-        let ctx = from_ctx.as_ref().unwrap_or(self.ctx);
-        let view = View::mount(self.store, &state.diff_ids(), &state.name)?;
         let workdir = state.workdir();
-        let rootfs = view.path();
+        let has_url = copy.add
+            && sources
+                .iter()
+                .any(|s| matches!(s, CopySource::Path(p) if super::remote::is_url(p)));
+        let keyword = if copy.add { "ADD" } else { "COPY" };
+        let source_words: Vec<String> = sources
+            .iter()
+            .map(|s| match s {
+                CopySource::Path(p) => p.clone(),
+                CopySource::Heredoc { name, .. } => format!("<<{name}"),
+            })
+            .collect();
+        let key_text = format!(
+            "{keyword} from={from_identity:?} chown={chown:?} chmod={chmod:?} checksum={:?} workdir={workdir:?} sources={source_words:?} dest={dest:?}",
+            copy.checksum
+        );
         // The layer's transaction, begun before planning: an ADD downloads
         // its URLs into the transaction's scratch dir while planning (the
         // cache key covers the bytes received).
@@ -1107,29 +1166,56 @@ impl Engine<'_> {
         } else {
             None
         };
-        let opts = CopyOptions {
-            scratch: scratch.as_deref(),
-            checksum: copy.checksum.clone(),
-            sources,
-            dest: dest.clone(),
-            workdir: &workdir,
-            chown: chown.clone(),
-            chmod: chmod.clone(),
-            add: copy.add,
-            rootfs: &rootfs,
+        let mut view = None;
+        let mut planned = None;
+        let (content, files) = if from_identity.is_some() {
+            (None, Vec::new())
+        } else if has_url {
+            // Downloads happen while planning: plan once, for real.
+            let v = View::mount(self.store, &state.diff_ids(), &state.name)?;
+            let rootfs = v.path();
+            let plan = plan_copy(
+                self.ctx,
+                &CopyOptions {
+                    scratch: scratch.as_deref(),
+                    checksum: copy.checksum.clone(),
+                    sources: sources.clone(),
+                    dest: dest.clone(),
+                    workdir: &workdir,
+                    chown: chown.clone(),
+                    chmod: chmod.clone(),
+                    add: copy.add,
+                    rootfs: &rootfs,
+                },
+            )?;
+            let (c, f) = plan.content()?;
+            view = Some(v);
+            planned = Some(plan);
+            (Some(c), f)
+        } else {
+            let empty = self.store.empty_dir();
+            let plan = plan_copy(
+                self.ctx,
+                &CopyOptions {
+                    scratch: None,
+                    checksum: copy.checksum.clone(),
+                    sources: sources.clone(),
+                    dest: dest.clone(),
+                    workdir: &workdir,
+                    chown: None,
+                    chmod: None,
+                    add: copy.add,
+                    rootfs: &empty,
+                },
+            )?;
+            let (c, f) = plan.content()?;
+            (Some(c), f)
         };
-        let plan = plan_copy(ctx, &opts)?;
-        let (content, files) = plan.content()?;
-        let keyword = if copy.add { "ADD" } else { "COPY" };
-        let key_text = format!(
-            "{keyword} from={:?} chown={chown:?} chmod={chmod:?} checksum={:?} dest={dest:?}",
-            copy.from, copy.checksum
-        );
         let key = StepInputs {
             parent: &state.key,
             instruction: &key_text,
             args: &[],
-            content: Some(&content),
+            content: content.as_ref(),
         }
         .key();
         let parent = state.key.clone();
@@ -1138,6 +1224,38 @@ impl Engine<'_> {
             return Ok(true);
         }
         self.explain(id, stage_index, &key_text, &[], &files, &parent);
+
+        let from_view = match &from_layers {
+            Some(layers) => Some(View::mount(self.store, layers, "copy --from")?),
+            None => None,
+        };
+        let from_ctx = match &from_view {
+            Some(v) => Some(Context::directory(&v.path())?),
+            None => None,
+        };
+        let ctx = from_ctx.as_ref().unwrap_or(self.ctx);
+        let view = match view {
+            Some(v) => v,
+            None => View::mount(self.store, &state.diff_ids(), &state.name)?,
+        };
+        let rootfs = view.path();
+        let plan = match planned {
+            Some(p) => p,
+            None => plan_copy(
+                ctx,
+                &CopyOptions {
+                    scratch: scratch.as_deref(),
+                    checksum: copy.checksum.clone(),
+                    sources,
+                    dest: dest.clone(),
+                    workdir: &workdir,
+                    chown: chown.clone(),
+                    chmod: chmod.clone(),
+                    add: copy.add,
+                    rootfs: &rootfs,
+                },
+            )?,
+        };
         plan.apply(&txn.layer_dir())?;
         drop(view);
         drop(from_view);
