@@ -10,13 +10,18 @@
 //!   never miss, `--explain-cache` names the changed file or ARG,
 //!   `--no-cache`, `--no-cache-filter` (`cache_hits_and_misses`,
 //!   `no_cache_filter_reruns_only_that_stage`,
-//!   `a_rebuild_from_cache_gives_the_same_image`);
+//!   `a_rebuild_from_cache_gives_the_same_image`,
+//!   `compression_applies_to_cached_steps_too`);
 //! - reproducible builds: SOURCE_DATE_EPOCH or `--timestamp` in fresh
 //!   stores give one image ID and manifest digest, layer mtimes clamped
-//!   (`same_epoch_gives_the_same_image_in_fresh_stores`);
+//!   (`same_epoch_gives_the_same_image_in_fresh_stores`), also in a store
+//!   whose cache holds a build without the epoch
+//!   (`epoch_build_in_a_warm_store_matches_a_fresh_store`);
 //! - failures commit nothing and leave no container, mount or cgroup
 //!   (`failing_run_names_the_step_and_commits_nothing`,
-//!   `oom_in_run_names_the_memory_limit`, `ctrl_c_stops_the_build_with_130`);
+//!   `oom_in_run_names_the_memory_limit`, `ctrl_c_stops_the_build_with_130`),
+//!   and what `kill -9` of builder leaves the next command removes
+//!   (`kill_9_mid_run_is_cleaned_up_by_the_next_command`);
 //! - errors located at a Containerfile line (`errors_name_the_line_and_the_culprit`);
 //! - what a RUN layer holds: whiteouts, an opaque directory, never the
 //!   files and mount points the runtime made
@@ -27,6 +32,9 @@
 //! - prune and check of the cache (`prune_keeps_the_build_cache_until_all`,
 //!   `check_reports_a_cache_record_whose_layer_is_gone`);
 //! - multi-stage builds (`target_builds_only_the_stages_it_needs`).
+//!
+//! Tests marked `// BUG:` fail against the builder they were written for;
+//! the comment says what is wrong.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
