@@ -83,7 +83,7 @@ fn container_ids(env: &TestEnv) -> Vec<String> {
 
 /// Cgroups of builder containers whose ID starts with `prefix`, in any
 /// hierarchy.
-fn cgroups_of(prefix: &str) -> Vec<PathBuf> {
+pub(crate) fn cgroups_of(prefix: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let parent = h.path().join("builder");
@@ -115,7 +115,7 @@ fn assert_torn_down(env: &TestEnv) {
 }
 
 /// Processes whose command line contains `token`.
-fn processes_with(token: &str) -> Vec<u32> {
+pub(crate) fn processes_with(token: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
