@@ -28,9 +28,9 @@ use crate::{
     tool_version, write_bench_section,
 };
 
-/// The `--network` both tools get: builder has no bridge networking, so
-/// buildah's default (a netavark/CNI bridge per RUN) would time a feature
-/// builder lacks. `host` is what builds that fetch things need.
+/// The `--network` both tools get: builder's default. builder has no bridge
+/// networking, so buildah's default (a netavark/CNI bridge per RUN) would
+/// time a feature builder lacks.
 const NETWORK: &str = "host";
 
 /// Files in the (d) tree, and their size: 100 directories of 200 files of
