@@ -586,7 +586,8 @@ fn report(r: &Results, x: &Extras, runs: usize) -> Result<String> {
         "Written by `cargo xtask bench build`. Each time is the median of {runs} runs ± their standard deviation (hyperfine), \
          builder (release build) and `buildah bud --runtime runc --layers` in the same hyperfine \
          invocation, on the same Containerfiles and contexts. **Everything is on tmpfs** \
-         (`/dev/shm`): both stores (builder `--root`; buildah its own `--root`/`--runroot`, \
+         (`/dev/shm`; this machine's disk is ext4 without a journal, where deleting and recreating \
+         big trees back to back, as every cold run does, would time the disk, not the tools): both stores (builder `--root`; buildah its own `--root`/`--runroot`, \
          overlay driver), the contexts, `TMPDIR` of both tools, and the local docker-registry the \
          base image comes from. Both get `--pull=never --network {NETWORK}` and `-q`.\n\n\
          *Cold* = a fresh store per run holding only the base image (busybox fixture, pulled \
