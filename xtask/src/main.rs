@@ -16,8 +16,14 @@
 //!   `builder run --rm busybox true` (release build, image in a tmpfs store) next to
 //!   `podman run --rm --network none` and `runc run` on an unpacked bundle of the same
 //!   image; writes the `run` section of BENCHMARKS.md
+//! - `bench build [--runs N]`  median of N (default 5) `builder build`s (release build) next
+//!   to `buildah bud --runtime runc --layers` on the same Containerfiles: cold, no-op and
+//!   one-file-changed rebuilds, a 200 MB RUN, 20 × `RUN true`, two stages; all on tmpfs;
+//!   writes the `build` section of BENCHMARKS.md
 //! - `fixtures`      build (or find cached) the fixture images and print their directory
 //! - `packages`      only install missing Debian packages
+
+mod bench_build;
 
 use std::env;
 use std::fs;
@@ -75,7 +81,7 @@ fn main() -> ExitCode {
         "packages" => ensure_packages(),
         "help" | "-h" | "--help" => {
             println!(
-                "usage: cargo xtask <test [ARGS…] | lint | ci | demo | bench pull|run [--runs N] | fixtures | packages>"
+                "usage: cargo xtask <test [ARGS…] | lint | ci | demo | bench pull|run|build [--runs N] | fixtures | packages>"
             );
             Ok(())
         }
@@ -491,14 +497,15 @@ struct BenchImage {
     description: String,
 }
 
-/// `cargo xtask bench pull [--runs N]`.
+/// `cargo xtask bench pull [--runs N]`, and the dispatch to the other benches.
 fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("pull") => {}
         Some("run") => return bench_run(&args[1..]),
+        Some("build") => return bench_build::bench_build(&args[1..]),
         other => {
             return Err(format!(
-                "usage: cargo xtask bench pull|run [--runs N] (got {other:?})"
+                "usage: cargo xtask bench pull|run|build [--runs N] (got {other:?})"
             ));
         }
     }
