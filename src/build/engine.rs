@@ -300,11 +300,15 @@ impl Engine<'_> {
     /// (which depends only on the build's inputs) with the options that
     /// change the layer's bytes, so a hit always has the form asked for.
     fn record_key(&self, key: &CacheKey) -> String {
+        self.record_key_for(key, self.opts.compression)
+    }
+
+    fn record_key_for(&self, key: &CacheKey, compression: Compression) -> String {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
         h.update(b"builder-cache-record-v1\0");
         h.update(key.hex().as_bytes());
-        h.update(format!("\0{:?}\0{:?}", self.opts.compression, self.opts.timestamp).as_bytes());
+        h.update(format!("\0{compression:?}\0{:?}", self.opts.timestamp).as_bytes());
         hex::encode(h.finalize())
     }
 
@@ -840,12 +844,16 @@ impl Engine<'_> {
         if !self.cache_allowed(stage_index) {
             return Ok(false);
         }
-        let Some(record) = self
+        let record = match self
             .store
             .cache_get(&self.record_key(key))
             .map_err(BuildError::store)?
-        else {
-            return Ok(false);
+        {
+            Some(r) => r,
+            None => match self.recompressed(state, key)? {
+                Some(r) => r,
+                None => return Ok(false),
+            },
         };
         if !self.store.has_blob(&record.layer.digest) || !self.store.has_layer(&record.diff_id) {
             return Ok(false);
@@ -871,6 +879,51 @@ impl Engine<'_> {
         self.steps_cached += 1;
         self.reporter.step(&StepEvent::Cached { id: id.clone() });
         Ok(true)
+    }
+
+    /// The step cached in another compression, its layer re-diffed into a
+    /// blob of the asked one (and recorded): cheaper than running the step
+    /// again, and the layer stays the same.
+    fn recompressed(
+        &self,
+        state: &ImageState,
+        key: &CacheKey,
+    ) -> Result<Option<CacheRecord>, BuildError> {
+        for other in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            if other == self.opts.compression {
+                continue;
+            }
+            let Some(record) = self
+                .store
+                .cache_get(&self.record_key_for(key, other))
+                .map_err(BuildError::store)?
+            else {
+                continue;
+            };
+            if !self.store.has_layer(&record.diff_id) {
+                continue;
+            }
+            let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
+            let Some(layer) = commit::recompress(
+                self.store,
+                &record.diff_id,
+                &lowers,
+                &self.diff_options(Vec::new()),
+            )?
+            else {
+                continue;
+            };
+            let converted = CacheRecord {
+                layer: layer.blob,
+                diff_id: layer.diff_id,
+                ..record
+            };
+            self.store
+                .cache_put(&self.record_key(key), &converted)
+                .map_err(BuildError::store)?;
+            return Ok(Some(converted));
+        }
+        Ok(None)
     }
 
     /// After a miss: says why, when asked.
