@@ -2,6 +2,7 @@
 
 mod support; // registries, fixtures, the builder runner (shared by all areas)
 
+mod build_accept; // `builder build` images pass oci-image-tool, skopeo copy, umoci unpack = mount, and run
 mod build_buildah; // `builder build` vs `buildah bud` on every Containerfile example: rootfs and config
 mod check; // `builder check` detects every kind of store corruption it claims to
 mod containerfile; // `builder containerfile parse`: JSON dump = golden files, errors, stdin, default names

@@ -114,6 +114,48 @@ pub const ALL: &[Example] = &[
     },
 ];
 
+/// Defines, in the module that invokes it, one `#[test]` per build in
+/// [`ALL`] calling `$check(name)`, and a test that the list covers the table
+/// (a build added to [`ALL`] without a test here fails it).
+macro_rules! example_tests {
+    ($check:path) => {
+        $crate::support::examples::example_tests!(@each $check;
+            hello => "hello",
+            multi_stage => "multi-stage",
+            multi_stage_target_test => "multi-stage-target-test",
+            build_args => "build-args",
+            user => "user",
+            dockerignore => "dockerignore",
+            heredocs => "heredocs",
+            whiteouts => "whiteouts",
+            metadata => "metadata",
+            add_archive => "add-archive",
+        );
+    };
+    (@each $check:path; $($test:ident => $name:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $check($name);
+            }
+        )*
+
+        #[test]
+        fn every_example_build_has_a_test() {
+            let tested: &[&str] = &[$($name),*];
+            for example in $crate::support::examples::ALL {
+                assert!(
+                    tested.contains(&example.name),
+                    "no test of {} builds {}",
+                    module_path!(),
+                    example.name
+                );
+            }
+        }
+    };
+}
+pub(crate) use example_tests;
+
 /// The example build called `name`.
 pub fn get(name: &str) -> &'static Example {
     ALL.iter()
