@@ -1,5 +1,6 @@
 //! `check`: verifies a whole store. Every blob is re-hashed, every named
-//! image's manifest, config, layer blobs and unpacked layers are looked up,
+//! image's manifest, config, layer blobs and unpacked layers are looked up
+//! (and every build cache record's layer blob and unpacked layer),
 //! and every unpacked layer directory is compared with the inventory written
 //! when it was unpacked. It reports; it never repairs.
 //!
@@ -22,6 +23,7 @@ pub struct CheckReport {
     pub blob_bytes_checked: u64,
     pub layers_checked: u64,
     pub images_checked: u64,
+    pub cache_records_checked: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -97,6 +99,30 @@ pub fn check(store: &Store) -> Result<CheckReport, StoreError> {
                 );
             }
             needed_layers.insert(diff_id);
+        }
+    }
+
+    for entry in store.list_cache()? {
+        report.cache_records_checked += 1;
+        let object = format!("cache record {}", entry.key);
+        let Some(record) = entry.record else {
+            report.problem(
+                object,
+                format!(
+                    "`{}` is unreadable; `builder prune --all` drops the cache",
+                    entry.path.display()
+                ),
+            );
+            continue;
+        };
+        if !store.has_blob(&record.layer.digest) {
+            report.problem(
+                object.clone(),
+                format!("layer blob {} is missing", record.layer.digest),
+            );
+        }
+        if !store.has_layer(&record.diff_id) {
+            report.problem(object, format!("layer {} is not unpacked", record.diff_id));
         }
     }
 

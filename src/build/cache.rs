@@ -77,9 +77,13 @@ impl StepInputs<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentDigest([u8; 32]);
 
-/// Hashes copied entries one by one, in the order they are written.
+/// Hashes copied entries one by one, in the order they are written. Each
+/// entry is hashed on its own and its digest fed into the whole, so the
+/// per-entry digests ([`ContentHasher::finish_with_entries`]) can say which
+/// file changed (`build --explain-cache`) without reading anything twice.
 pub struct ContentHasher {
     h: Canonical,
+    entries: Vec<(Vec<u8>, [u8; 32])>,
 }
 
 impl Default for ContentHasher {
@@ -88,38 +92,50 @@ impl Default for ContentHasher {
     }
 }
 
+fn entry_header(tag: u8, dest: &[u8], mode: u32, uid: u32, gid: u32) -> Canonical {
+    let mut e = Canonical::new(b"builder-cache-entry-v1");
+    e.field(tag, dest);
+    e.field(b'm', &mode.to_le_bytes());
+    e.field(b'u', &uid.to_le_bytes());
+    e.field(b'g', &gid.to_le_bytes());
+    e
+}
+
 impl ContentHasher {
     pub fn new() -> Self {
         ContentHasher {
-            h: Canonical::new(b"builder-cache-content-v1"),
+            h: Canonical::new(b"builder-cache-content-v2"),
+            entries: Vec::new(),
         }
     }
 
-    fn header(&mut self, tag: u8, dest: &[u8], mode: u32, uid: u32, gid: u32) {
-        self.h.field(tag, dest);
-        self.h.field(b'm', &mode.to_le_bytes());
-        self.h.field(b'u', &uid.to_le_bytes());
-        self.h.field(b'g', &gid.to_le_bytes());
+    fn push(&mut self, dest: &[u8], entry: Canonical) {
+        let d = entry.finish();
+        self.h.field(b'e', &d);
+        self.entries.push((dest.to_vec(), d));
     }
 
     pub fn dir(&mut self, dest: &[u8], mode: u32, uid: u32, gid: u32) {
-        self.header(b'D', dest, mode, uid, gid);
+        let e = entry_header(b'D', dest, mode, uid, gid);
+        self.push(dest, e);
     }
 
     pub fn symlink(&mut self, dest: &[u8], target: &[u8], uid: u32, gid: u32) {
-        self.header(b'L', dest, 0o777, uid, gid);
-        self.h.field(b't', target);
+        let mut e = entry_header(b'L', dest, 0o777, uid, gid);
+        e.field(b't', target);
+        self.push(dest, e);
     }
 
     /// A device or FIFO (`kind` from the file type bits, `rdev`).
     pub fn special(&mut self, dest: &[u8], kind: u32, rdev: u64, mode: u32, uid: u32, gid: u32) {
-        self.header(b'S', dest, mode, uid, gid);
-        self.h.field(b'k', &kind.to_le_bytes());
-        self.h.field(b'r', &rdev.to_le_bytes());
+        let mut e = entry_header(b'S', dest, mode, uid, gid);
+        e.field(b'k', &kind.to_le_bytes());
+        e.field(b'r', &rdev.to_le_bytes());
+        self.push(dest, e);
     }
 
-    /// A regular file (or an archive to extract, `tag` `A`): its bytes
-    /// are streamed from `content`, `len` announced first.
+    /// A regular file: its bytes are streamed from `content`, `len`
+    /// announced first.
     pub fn file(
         &mut self,
         dest: &[u8],
@@ -129,22 +145,37 @@ impl ContentHasher {
         len: u64,
         content: &mut dyn Read,
     ) -> std::io::Result<()> {
-        self.header(b'F', dest, mode, uid, gid);
-        self.h.stream(b'f', len, content)
+        let mut e = entry_header(b'F', dest, mode, uid, gid);
+        e.stream(b'f', len, content)?;
+        self.push(dest, e);
+        Ok(())
     }
 
+    /// An archive ADD extracts at `dest`.
     pub fn archive(
         &mut self,
         dest: &[u8],
         len: u64,
         content: &mut dyn Read,
     ) -> std::io::Result<()> {
-        self.header(b'A', dest, 0, 0, 0);
-        self.h.stream(b'f', len, content)
+        let mut e = entry_header(b'A', dest, 0, 0, 0);
+        e.stream(b'f', len, content)?;
+        self.push(dest, e);
+        Ok(())
     }
 
     pub fn finish(self) -> ContentDigest {
         ContentDigest(self.h.finish())
+    }
+
+    /// The digest and each entry's own digest (destination path, hex).
+    pub fn finish_with_entries(self) -> (ContentDigest, Vec<(String, String)>) {
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|(d, h)| (String::from_utf8_lossy(&d).into_owned(), hex::encode(h)))
+            .collect();
+        (ContentDigest(self.h.finish()), entries)
     }
 }
 

@@ -400,6 +400,13 @@ fn walk_dir(
 impl CopyPlan {
     /// The digest of what [`CopyPlan::apply`] writes (see [`super::cache`]).
     pub fn content_digest(&self) -> Result<ContentDigest, BuildError> {
+        Ok(self.content()?.0)
+    }
+
+    /// The digest of what [`CopyPlan::apply`] writes, and the digest of
+    /// each entry by destination path (for `--explain-cache`).
+    #[allow(clippy::type_complexity)]
+    pub fn content(&self) -> Result<(ContentDigest, Vec<(String, String)>), BuildError> {
         let mut h = ContentHasher::new();
         for e in &self.entries {
             let dest = e.dest.as_os_str().as_bytes();
@@ -429,7 +436,7 @@ impl CopyPlan {
                 }
             }
         }
-        Ok(h.finish())
+        Ok(h.finish_with_entries())
     }
 
     /// Writes the plan below `upper` (a fresh, empty directory).

@@ -20,14 +20,20 @@ use std::io;
 use std::path::PathBuf;
 
 pub mod cache;
+pub mod commit;
 pub mod config;
 pub mod context;
 pub mod copy;
+pub mod engine;
+pub mod explain;
+pub mod run;
 
 pub use cache::{CacheKey, ContentDigest, StepInputs};
+pub use commit::{ImageFormat, LayerRef, WrittenImage};
 pub use config::{ConfigError, Metadata, StageConfig, apply_metadata};
 pub use context::{Context, Source, SourceKind};
 pub use copy::{CopyOptions, CopyPlan, CopySource, plan_copy};
+pub use engine::{BaseImages, BuildOptions, Built, build};
 
 /// Where an instruction is in the Containerfile: `FILE:LINE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +123,100 @@ pub enum BuildError {
         #[source]
         source: crate::layer::LayerError,
     },
+    #[error(transparent)]
+    Parse(#[from] crate::containerfile::ParseError),
+    #[error("{at}{reason}")]
+    Config {
+        at: At,
+        #[source]
+        reason: ConfigError,
+    },
+    #[error("store")]
+    Store {
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error("make layer")]
+    Layer {
+        #[source]
+        source: crate::layer::LayerError,
+    },
+    #[error("{at}{step}: container")]
+    Container {
+        at: At,
+        step: String,
+        #[source]
+        source: Box<crate::container::ContainerError>,
+    },
+    #[error("{at}image `{image}`")]
+    Image {
+        at: At,
+        image: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{at}image `{image}` has no layer {diff_id} unpacked in the store; pull it again")]
+    LayerMissing {
+        at: At,
+        image: String,
+        diff_id: crate::oci::DiffId,
+    },
+    #[error("no stage is called `{target}` (stages: {stages})")]
+    UnknownTarget { target: String, stages: String },
+    #[error("{at}stage `{stage}` depends on itself")]
+    StageCycle { at: At, stage: String },
+    #[error("{at}{step} failed: {}{}", exit_text(*code, *oom_limit), tail_text(tail))]
+    RunFailed {
+        at: At,
+        step: String,
+        code: i32,
+        /// `Some(limit)` when the OOM killer ended it (`Some(None)`: no limit known).
+        oom_limit: Option<Option<i64>>,
+        tail: Vec<String>,
+    },
+    #[error("{at}{what} is not supported")]
+    Unsupported { at: At, what: String },
+    #[error("{reason}")]
+    Format { reason: String },
+    #[error("the build was interrupted")]
+    Interrupted,
+}
+
+fn exit_text(code: i32, oom: Option<Option<i64>>) -> String {
+    match oom {
+        Some(Some(limit)) => format!(
+            "killed by the OOM killer: the memory limit is {} (raise it with --memory)",
+            human_bytes(limit)
+        ),
+        Some(None) => "killed by the OOM killer (out of memory)".to_string(),
+        None if code > 128 => format!("exit code {code} (killed by signal {})", code - 128),
+        None => format!("exit code {code}"),
+    }
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return " (no output)".to_string();
+    }
+    let mut s = String::from("; last lines of its output:");
+    for line in tail {
+        s.push_str("\n  | ");
+        s.push_str(line);
+    }
+    s
+}
+
+fn human_bytes(n: i64) -> String {
+    const UNITS: [(&str, i64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in UNITS {
+        if n >= size && n % size == 0 {
+            return format!("{} {unit}", n / size);
+        }
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} bytes")
 }
 
 impl BuildError {
@@ -135,8 +235,26 @@ impl BuildError {
             | Self::Chown { at, .. }
             | Self::UrlNotSupported { at, .. }
             | Self::ArchiveNotSupported { at, .. }
-            | Self::Extract { at, .. } => at.0 = Some(location),
-            Self::NotADirectory { .. } | Self::IgnorePattern { .. } => {}
+            | Self::Extract { at, .. }
+            | Self::Config { at, .. }
+            | Self::Container { at, .. }
+            | Self::Image { at, .. }
+            | Self::LayerMissing { at, .. }
+            | Self::StageCycle { at, .. }
+            | Self::RunFailed { at, .. }
+            | Self::Unsupported { at, .. } => {
+                if at.0.is_none() {
+                    at.0 = Some(location)
+                }
+            }
+            Self::NotADirectory { .. }
+            | Self::IgnorePattern { .. }
+            | Self::Parse(_)
+            | Self::Store { .. }
+            | Self::Layer { .. }
+            | Self::UnknownTarget { .. }
+            | Self::Format { .. }
+            | Self::Interrupted => {}
         }
         self
     }
@@ -147,6 +265,14 @@ impl BuildError {
             path: path.into(),
             source,
         }
+    }
+
+    pub(crate) fn store(source: crate::store::StoreError) -> Self {
+        Self::Store { source }
+    }
+
+    pub(crate) fn layer(source: crate::layer::LayerError) -> Self {
+        Self::Layer { source }
     }
 
     pub(crate) fn write(path: impl Into<PathBuf>, source: io::Error) -> Self {

@@ -28,6 +28,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a Containerfile (Dockerfile)
+    Build(Box<BuildArgs>),
     /// Pull an image from a registry into the store
     Pull(PullArgs),
     /// List images in the store
@@ -145,6 +147,9 @@ pub struct PruneArgs {
     /// Print what was removed as JSON
     #[arg(long)]
     pub json: bool,
+    /// Also drop the build cache (and the layers only it kept)
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -374,4 +379,104 @@ pub struct ContainerfileParseArgs {
     /// and "pairs" for ENV/LABEL/ARG, "trigger" for ONBUILD}]}
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 built; 1 the build failed (the error names the \
+                  Containerfile line, and for a RUN its exit code and last lines of output); \
+                  130 interrupted; 2 bad usage. stdout gets the image ID only."
+)]
+pub struct BuildArgs {
+    /// The build context: the directory COPY and ADD read from
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+
+    /// The Containerfile [default: CONTEXT/Containerfile, else CONTEXT/Dockerfile]; `-` reads stdin
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Name the image (repeatable)
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+
+    /// Set a build argument (KEY alone takes builder's environment value)
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+
+    /// The stage to build [default: the last]
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Do not use cached steps (results are still cached)
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Do not use cached steps of this stage (name or index; repeatable)
+    #[arg(long, value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+
+    /// For each step that misses the cache, say what changed since the last build
+    #[arg(long)]
+    pub explain_cache: bool,
+
+    /// When to pull base images
+    #[arg(long, value_enum, default_value = "missing", value_name = "POLICY")]
+    pub pull: PullPolicy,
+
+    /// Platform of the image and of its base images: os/arch[/variant]
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
+    /// Network of RUN steps: host (default, so package managers work) or none
+    #[arg(long, value_enum, default_value = "host", value_name = "MODE")]
+    pub network: NetworkMode,
+
+    /// Memory limit of each RUN step, e.g. 512m
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// Process limit of each RUN step
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<i64>,
+
+    /// CPU limit of each RUN step, in CPUs
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+
+    /// Manifest format
+    #[arg(long, value_enum, default_value = "oci", value_name = "FORMAT")]
+    pub format: ImageFormatArg,
+
+    /// Layer compression
+    #[arg(long, value_enum, default_value = "gzip", value_name = "ALGORITHM")]
+    pub compression: CompressionArg,
+
+    /// Reproducible build: clamp file times to EPOCH and set every `created` to it [default: $SOURCE_DATE_EPOCH]
+    #[arg(long, value_name = "EPOCH")]
+    pub timestamp: Option<i64>,
+
+    /// Write the image ID to this file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+
+    /// Print only the image ID
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageFormatArg {
+    Oci,
+    Docker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+    None,
 }

@@ -115,6 +115,51 @@ pub struct Diffed {
     pub media_type: &'static str,
     /// Tar entries written (pax extended headers not counted).
     pub entries: u64,
+    /// What the upper holds that the layer does not say, for
+    /// [`Diffed::tidy_upper`]: paths left out (excluded mount points and
+    /// the directories copied up only for them, whiteouts of nothing,
+    /// sockets) in walk order (a directory after its contents), and
+    /// overlay-internal xattrs (`origin`, `impure`, …) as (path, name).
+    pub left_out: Vec<PathBuf>,
+    pub internal_xattrs: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl Diffed {
+    /// Makes `upper` hold exactly what the layer says, so that it can be
+    /// adopted as the layer's unpacked directory instead of unpacking the
+    /// tar again: removes what was left out (a directory only when it is
+    /// empty by then) and overlay's internal xattrs. mtimes stay as they
+    /// are (the tar may have clamped them).
+    pub fn tidy_upper(&self, upper: &Path) -> Result<(), LayerError> {
+        let err = |path: PathBuf, source: io::Error| LayerError::Upper { path, source };
+        for rel in &self.left_out {
+            let path = upper.join(rel);
+            let md = match std::fs::symlink_metadata(&path) {
+                Ok(md) => md,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(err(path, e)),
+            };
+            let removed = if md.is_dir() {
+                std::fs::remove_dir(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+                Err(e) => return Err(err(path, e)),
+            }
+        }
+        for (rel, name) in &self.internal_xattrs {
+            let path = upper.join(rel);
+            match sysfs::lremovexattr(&path, name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(err(path, e)),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Walks `upper` and writes the OCI layer tar through the compressor into
@@ -133,7 +178,11 @@ pub fn diff<W: Write + Send>(
 ) -> Result<Diffed, LayerError> {
     compression::effective_level(opts.compression, opts.level)
         .map_err(|reason| LayerError::Options { reason })?;
-    let items = plan(upper, lowers, opts)?;
+    let Planned {
+        items,
+        left_out,
+        internal_xattrs,
+    } = plan(upper, lowers, opts)?;
     std::thread::scope(|scope| {
         let sink = HashingWriter::new(out);
         let encoder = Encoder::new(opts.compression, opts.level, opts.threads, sink, scope)
@@ -174,6 +223,11 @@ pub fn diff<W: Write + Send>(
                 Compression::Zstd => media_type::OCI_LAYER_ZSTD,
             },
             entries,
+            left_out: left_out.into_iter().map(|r| p(&r).to_path_buf()).collect(),
+            internal_xattrs: internal_xattrs
+                .into_iter()
+                .map(|(r, n)| (p(&r).to_path_buf(), n))
+                .collect(),
         })
     })
 }
@@ -240,8 +294,15 @@ impl Item {
     }
 }
 
+/// The walk's result: entries to write, sorted, and what is left out.
+struct Planned {
+    items: Vec<Item>,
+    left_out: Vec<Vec<u8>>,
+    internal_xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 /// Walks the upper into the sorted list of entries to write.
-fn plan(upper: &Path, lowers: &[PathBuf], opts: &DiffOptions) -> Result<Vec<Item>, LayerError> {
+fn plan(upper: &Path, lowers: &[PathBuf], opts: &DiffOptions) -> Result<Planned, LayerError> {
     let mut w = Walker {
         upper,
         lowers,
@@ -252,6 +313,8 @@ fn plan(upper: &Path, lowers: &[PathBuf], opts: &DiffOptions) -> Result<Vec<Item
             .map(|e| normalize_relative(e.as_os_str().as_bytes()))
             .collect(),
         items: Vec::new(),
+        left_out: Vec::new(),
+        internal_xattrs: Vec::new(),
     };
     w.dir(b"")?;
     let mut items = w.items;
@@ -268,7 +331,11 @@ fn plan(upper: &Path, lowers: &[PathBuf], opts: &DiffOptions) -> Result<Vec<Item
             }
         }
     }
-    Ok(items)
+    Ok(Planned {
+        items,
+        left_out: w.left_out,
+        internal_xattrs: w.internal_xattrs,
+    })
 }
 
 struct Walker<'a> {
@@ -277,6 +344,8 @@ struct Walker<'a> {
     opts: &'a DiffOptions,
     exclude: HashSet<Vec<u8>>,
     items: Vec<Item>,
+    left_out: Vec<Vec<u8>>,
+    internal_xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// What a directory's walk found below it.
@@ -343,6 +412,7 @@ impl Walker<'_> {
                     below.emitted += 1;
                 } else {
                     tracing::debug!(path = %String::from_utf8_lossy(&crel), "whiteout of nothing in the lowers; not emitted");
+                    self.left_out.push(crel);
                 }
                 continue;
             }
@@ -354,9 +424,11 @@ impl Walker<'_> {
                 if sub.emitted == 0 && !opaque {
                     if excluded {
                         below.excluded = true;
+                        self.left_out.push(crel);
                         continue;
                     }
                     if sub.excluded && self.dir_in_lowers(&crel) {
+                        self.left_out.push(crel);
                         continue;
                     }
                 }
@@ -383,6 +455,7 @@ impl Walker<'_> {
             }
             if ft.is_file() && md.len() == 0 && excluded {
                 below.excluded = true;
+                self.left_out.push(crel);
                 continue;
             }
             item.body = if ft.is_file() {
@@ -399,6 +472,7 @@ impl Walker<'_> {
                 Body::Block(rdev.0, rdev.1)
             } else {
                 tracing::debug!(path = %String::from_utf8_lossy(&crel), "socket not representable in a layer; skipped");
+                self.left_out.push(crel);
                 continue;
             };
             if md.nlink() > 1 {
@@ -421,7 +495,7 @@ impl Walker<'_> {
     /// an opaque directory; refuses overlay features a layer cannot say.
     #[allow(clippy::type_complexity)]
     fn xattrs(
-        &self,
+        &mut self,
         path: &Path,
         rel: &[u8],
     ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool), LayerError> {
@@ -445,11 +519,12 @@ impl Walker<'_> {
                             ),
                         ));
                     }
-                    _ => {}
+                    _ => self.internal_xattrs.push((rel.to_vec(), name.clone())),
                 }
                 continue;
             }
             if whiteout::is_overlay_xattr(&name) {
+                self.internal_xattrs.push((rel.to_vec(), name.clone()));
                 continue;
             }
             if name.contains(&b'=') {

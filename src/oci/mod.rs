@@ -6,6 +6,7 @@ pub mod digest;
 pub mod image;
 pub mod media_type;
 pub mod platform;
+pub mod time;
 pub mod verify;
 
 pub use digest::{ChainId, DiffId, Digest, DigestError};

@@ -34,6 +34,8 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("`{0}` is not a cache key (64 lowercase hex digits)")]
+    BadCacheKey(String),
     #[error("`{0}` is not a container ID (64 lowercase hex digits)")]
     BadContainerId(String),
     #[error(

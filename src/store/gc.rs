@@ -1,6 +1,7 @@
 //! Garbage collection (`builder prune`): mark everything reachable from the
 //! roots, sweep the rest. Roots are the images named in `index.json`, the
-//! layers of mounted images and the layers of containers (whose
+//! layers of mounted images, the build cache's layers (unless
+//! `prune --all` drops the cache first) and the layers of containers (whose
 //! directories `container::remove_dead` deletes first when pruning). Must run with the store lock held exclusively
 //! ([`LockMode::ExclusiveNoWait`](super::LockMode)), so no pull can be
 //! between writing a blob and naming the image that references it.
@@ -18,6 +19,7 @@ pub struct PruneReport {
     pub blob_bytes_removed: u64,
     pub layers_removed: u64,
     pub temp_entries_removed: u64,
+    pub cache_records_removed: u64,
 }
 
 /// What is reachable from the roots.
@@ -61,14 +63,23 @@ impl Store {
                 live.layers.extend(record.layers);
             }
         }
+        for entry in self.list_cache()? {
+            if let Some(record) = entry.record {
+                live.blobs.insert(record.layer.digest);
+                live.layers.insert(record.diff_id);
+            }
+        }
         Ok(live)
     }
 
-    /// Deletes unreferenced blobs and layers and every temp entry.
-    pub fn prune(&self) -> Result<PruneReport, StoreError> {
+    /// Deletes unreferenced blobs and layers and every temp entry; with
+    /// `all`, the build cache first (else the cache keeps its layers).
+    pub fn prune(&self, all: bool) -> Result<PruneReport, StoreError> {
+        let cache_records_removed = if all { self.clear_cache()? } else { 0 };
         let live = self.live_set()?;
         let mut report = PruneReport {
             temp_entries_removed: self.remove_transactions(true)?,
+            cache_records_removed,
             ..PruneReport::default()
         };
         let (blobs, _strays) = self.list_blobs()?;

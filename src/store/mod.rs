@@ -34,6 +34,7 @@
 //! The store knows nothing of tar, HTTP or processes.
 
 mod blobs;
+mod cache;
 mod containers;
 mod error;
 mod images;
@@ -48,6 +49,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+pub use cache::{CACHE_DIR, CacheEntry, CacheRecord};
 pub use containers::{
     CONTAINERS_DIR, ContainerEntry, ContainerLock, ContainerRecord, ContainerState,
     is_container_id, is_valid_container_name,

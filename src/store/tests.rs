@@ -202,7 +202,7 @@ fn prune_keeps_what_names_and_mounts_reference() {
 
     drop(store);
     let store = Store::open(dir.path(), LockMode::ExclusiveNoWait).unwrap();
-    let report = store.prune().unwrap();
+    let report = store.prune(false).unwrap();
     assert!(store.has_blob(&live.digest));
     assert!(!store.has_blob(&dead.digest));
     assert!(store.has_layer(&kept) && store.has_layer(&mounted));
@@ -375,7 +375,7 @@ fn prune_removes_interrupted_atomic_writes_everywhere_they_happen() {
         fs::write(p, b"half").unwrap();
     }
     let store = Store::open(dir.path(), LockMode::ExclusiveNoWait).unwrap();
-    let report = store.prune().unwrap();
+    let report = store.prune(false).unwrap();
     assert_eq!(report.temp_entries_removed, 3);
     for p in &leftovers {
         assert!(!p.exists(), "{}", p.display());

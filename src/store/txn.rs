@@ -49,6 +49,22 @@ impl Transaction {
         self.dir.join("layer").join("diff")
     }
 
+    /// Makes `dir` (a directory on the store's filesystem, e.g. a
+    /// container's overlay upper after a build step) the transaction's
+    /// layer directory, by rename: a layer made by a build is never
+    /// unpacked a second time. Its root becomes 0755, owned by root, like
+    /// any layer's.
+    pub fn adopt_layer_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        let target = self.layer_dir();
+        fs::remove_dir(&target).map_err(|e| StoreError::io("remove", &target, e))?;
+        fs::rename(dir, &target).map_err(|e| StoreError::io("rename", dir, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::os::unix::fs::lchown(&target, Some(0), Some(0))
+            .map_err(|e| StoreError::io("chown", &target, e))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755))
+            .map_err(|e| StoreError::io("chmod", &target, e))
+    }
+
     pub(super) fn dir(&self) -> &Path {
         &self.dir
     }

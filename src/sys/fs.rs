@@ -328,6 +328,14 @@ pub fn lsetxattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
         .map_err(|e| err_xattr("lsetxattr", path, name, e))
 }
 
+/// Removes an xattr from `path` itself; one that is not there is fine.
+pub fn lremovexattr(path: &Path, name: &[u8]) -> io::Result<()> {
+    match rustix::fs::lremovexattr(path, name) {
+        Ok(()) | Err(Errno::NODATA) => Ok(()),
+        Err(e) => Err(err_xattr("lremovexattr", path, name, e)),
+    }
+}
+
 fn err_xattr(call: &'static str, path: &Path, name: &[u8], e: Errno) -> io::Error {
     let mut shown = path.as_os_str().to_owned();
     shown.push(" (");

@@ -157,18 +157,19 @@ pub fn prune(store: &Store, args: PruneArgs) -> Result<ExitCode> {
     // Containers first (their mounts and cgroups too): prune holds the store
     // alone, so none of them is running.
     let containers = crate::container::remove_dead(store)?;
-    let report = store.prune()?;
+    let report = store.prune(args.all)?;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["containers_removed"] = containers.into();
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!(
-            "Removed {containers} containers, {} blobs ({}), {} layers, {} temp entries",
+            "Removed {containers} containers, {} blobs ({}), {} layers, {} temp entries, {} cache records",
             report.blobs_removed,
             human_bytes(report.blob_bytes_removed),
             report.layers_removed,
-            report.temp_entries_removed
+            report.temp_entries_removed,
+            report.cache_records_removed
         );
     }
     Ok(ExitCode::SUCCESS)

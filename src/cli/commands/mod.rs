@@ -1,6 +1,7 @@
 //! One function per subcommand, plus what they share: opening the store,
 //! resolving a user's image argument, building a registry client.
 
+mod build;
 mod check;
 mod containerfile;
 mod containers;
@@ -14,7 +15,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use super::args::{Cli, Command, RegistryArgs};
+use super::args::{Cli, Command, PullPolicy, RegistryArgs};
+use crate::oci::Platform;
+use crate::pull::{PullOptions, pull as pull_image};
 use crate::reference::ImageRef;
 use crate::registry::credentials::{AuthFiles, Credential};
 use crate::registry::{Client, RegistryOptions};
@@ -41,6 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(125))
             }
         },
+        Command::Build(args) => build::build(&open(LockMode::Shared)?, *args),
         Command::Ps(args) => containers::ps(&open(LockMode::Shared)?, args),
         Command::Rm(args) => containers::rm(&open(LockMode::Shared)?, args),
         Command::Pull(args) => pull::pull(&open(LockMode::Shared)?, args),
@@ -76,6 +80,45 @@ fn find_image(store: &Store, input: &str) -> Result<ImageRecord> {
             "image `{input}` is not in the store (see `builder images`, or `builder pull {input}`)"
         ),
         n => bail!("`{input}` matches {n} images; give more of the ID or a full name"),
+    }
+}
+
+/// An image by name or ID, pulled according to `policy`.
+#[allow(clippy::print_stderr)]
+fn image_by_policy(
+    store: &Store,
+    input: &str,
+    policy: PullPolicy,
+    platform: &Platform,
+    registry: &RegistryArgs,
+    quiet: bool,
+) -> Result<ImageRecord> {
+    let pull = || -> Result<ImageRecord> {
+        let reference = ImageRef::parse(input)?;
+        let client = registry_client(registry)?;
+        let reporter = crate::cli::progress::reporter(quiet);
+        let options = PullOptions {
+            platform: platform.clone(),
+            ..PullOptions::default()
+        };
+        let pulled = pull_image(&client, store, &reference, &options, reporter.as_ref())?;
+        store
+            .image(&pulled.name)?
+            .ok_or_else(|| anyhow::anyhow!("image `{}` vanished right after the pull", pulled.name))
+    };
+    match policy {
+        PullPolicy::Always => pull(),
+        PullPolicy::Never => find_image(store, input),
+        PullPolicy::Missing => match find_image(store, input) {
+            Ok(image) => Ok(image),
+            Err(_) if ImageRef::parse(input).is_ok() => {
+                if !quiet {
+                    eprintln!("Image `{input}` is not in the store; pulling it");
+                }
+                pull()
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 

@@ -12,14 +12,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::{find_image, registry_client};
-use crate::cli::args::{NetworkMode, PullPolicy, RunArgs};
+use crate::cli::args::{NetworkMode, RunArgs};
 use crate::container::{
     self, Config, ContainerError, Network, ProcessOverrides, RootfsSource, Runtime, Stdio,
 };
 use crate::oci::{ImageConfig, Platform};
-use crate::pull::{PullOptions, pull as pull_image};
-use crate::reference::ImageRef;
 use crate::runtime::cgroup::Limits;
 use crate::runtime::spec::Bind;
 use crate::store::{ImageRecord, Store};
@@ -93,17 +90,7 @@ fn run_inner(store: &Store, args: RunArgs) -> Result<ExitCode> {
                 .map_err(|name| anyhow!("unknown capability `{name}`"))?,
         )
     };
-    let limits = Limits {
-        memory: args.memory.as_deref().map(parse_size).transpose()?,
-        memory_swap: None,
-        pids: args.pids_limit,
-        cpu_quota: match args.cpus {
-            None => None,
-            Some(c) if c > 0.0 && c.is_finite() => Some((c * 100_000.0).round() as i64),
-            Some(c) => bail!("--cpus must be a positive number, not {c}"),
-        },
-        cpu_period: args.cpus.map(|_| 100_000),
-    };
+    let limits = limits(args.memory.as_deref(), args.pids_limit, args.cpus)?;
     let volumes = args
         .volumes
         .iter()
@@ -189,37 +176,19 @@ fn run_inner(store: &Store, args: RunArgs) -> Result<ExitCode> {
 }
 
 /// The image, pulled according to `--pull`.
-#[allow(clippy::print_stderr)]
 fn image_for(store: &Store, args: &RunArgs) -> Result<ImageRecord> {
-    let pull = || -> Result<ImageRecord> {
-        let reference = ImageRef::parse(&args.image)?;
-        let platform = match &args.platform {
-            Some(p) => Platform::parse(p)?,
-            None => Platform::host(),
-        };
-        let client = registry_client(&args.registry)?;
-        let reporter = crate::cli::progress::reporter(false);
-        let options = PullOptions {
-            platform,
-            ..PullOptions::default()
-        };
-        let pulled = pull_image(&client, store, &reference, &options, reporter.as_ref())?;
-        store
-            .image(&pulled.name)?
-            .ok_or_else(|| anyhow!("image `{}` vanished right after the pull", pulled.name))
+    let platform = match &args.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
     };
-    match args.pull {
-        PullPolicy::Always => pull(),
-        PullPolicy::Never => find_image(store, &args.image),
-        PullPolicy::Missing => match find_image(store, &args.image) {
-            Ok(image) => Ok(image),
-            Err(_) if ImageRef::parse(&args.image).is_ok() => {
-                eprintln!("Image `{}` is not in the store; pulling it", args.image);
-                pull()
-            }
-            Err(e) => Err(e),
-        },
-    }
+    super::image_by_policy(
+        store,
+        &args.image,
+        args.pull,
+        &platform,
+        &args.registry,
+        false,
+    )
 }
 
 fn image_config(store: &Store, image: &ImageRecord) -> Result<ImageConfig> {
@@ -231,6 +200,21 @@ fn image_config(store: &Store, image: &ImageRecord) -> Result<ImageConfig> {
 
 fn image_id(store: &Store, image: &ImageRecord) -> Result<crate::oci::Digest> {
     Ok(store.manifest(&image.manifest.digest)?.1.config.digest)
+}
+
+/// Resource limits from `--memory`, `--pids-limit` and `--cpus`.
+pub(super) fn limits(memory: Option<&str>, pids: Option<i64>, cpus: Option<f64>) -> Result<Limits> {
+    Ok(Limits {
+        memory: memory.map(parse_size).transpose()?,
+        memory_swap: None,
+        pids,
+        cpu_quota: match cpus {
+            None => None,
+            Some(c) if c > 0.0 && c.is_finite() => Some((c * 100_000.0).round() as i64),
+            Some(c) => bail!("--cpus must be a positive number, not {c}"),
+        },
+        cpu_period: cpus.map(|_| 100_000),
+    })
 }
 
 /// `64m`, `1g`, `512k`, `100b`, `100` → bytes (binary units, as Docker).

@@ -1,0 +1,1131 @@
+//! The build engine: a parsed Containerfile, a context and options → an
+//! image in the store.
+//!
+//! Stages are built on demand, starting from the target (`--target`, else
+//! the last stage): a stage that another one names in `FROM` or
+//! `COPY --from` is built when it is first needed, once, so stages the
+//! target does not need are never built. A stage's state is an
+//! [`ImageState`]: the config so far (with `rootfs.diff_ids` and history),
+//! its layers, and the cache key of its last step.
+//!
+//! Every instruction extends the key chain (see [`super::cache`]); only
+//! steps that make a layer (RUN, COPY, ADD) are looked up in and recorded to
+//! the store's build cache, since metadata steps cost nothing to redo. A hit
+//! reuses the layer and the history entry's time, so a rebuild from cache
+//! gives the same image ID. ARG values enter the keys of RUN steps (they are
+//! RUN's environment), and of any step whose expanded words they change.
+//!
+//! Interruption: the engine listens for SIGINT/SIGTERM/SIGHUP/SIGQUIT for
+//! the whole build (a RUN's container gets them forwarded by the runtime)
+//! and stops at the next step boundary with [`BuildError::Interrupted`];
+//! every container, mount and transaction is released by its guard.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::cache::{CacheKey, StepInputs};
+use super::commit::{self, ImageFormat, LayerRef, WrittenImage};
+use super::config::{Healthcheck as ConfigHealthcheck, Metadata, StageConfig};
+use super::context::Context;
+use super::copy::{CopyOptions, CopySource, plan_copy};
+use super::explain::{BuildRecord, StepRecord};
+use super::run::run_step;
+use super::{At, BuildError, Location};
+use crate::container::{self, Container, Network, RootfsSource};
+use crate::containerfile::{
+    self, BuildArgs, Command, Containerfile, GlobalScope, Healthcheck, ImageSource, Instruction,
+    Located, PlatformArgs, RunCommand, StageScope,
+};
+use crate::layer::DiffOptions;
+use crate::oci::image::ContainerConfig;
+use crate::oci::{Compression, Digest, ImageConfig, Platform, time};
+use crate::progress::{Reporter, StepEvent, StepId};
+use crate::rootfs;
+use crate::runtime::cgroup::Limits;
+use crate::store::{CacheRecord, ImageRecord, Store};
+use crate::sys;
+
+/// Finds (and if the policy says so, pulls) the images a build names in
+/// FROM and `COPY --from`. The CLI implements it with its pull options.
+pub trait BaseImages {
+    fn image(
+        &self,
+        store: &Store,
+        name: &str,
+        platform: &Platform,
+    ) -> Result<ImageRecord, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub build_args: BuildArgs,
+    /// The stage to build; default the last.
+    pub target: Option<String>,
+    /// Normalised names to give the image.
+    pub names: Vec<String>,
+    /// Do not look steps up in the cache (results are still recorded).
+    pub no_cache: bool,
+    /// Stages (by name or index) whose steps are not looked up.
+    pub no_cache_stages: Vec<String>,
+    /// Report why each missed step missed.
+    pub explain_cache: bool,
+    /// The platform the image is for.
+    pub platform: Platform,
+    /// The default network of RUN steps.
+    pub network: Network,
+    pub limits: Limits,
+    pub format: ImageFormat,
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`: layer mtimes clamped and every `created` set to it.
+    pub timestamp: Option<i64>,
+    /// What identifies "the same Containerfile" across builds, for
+    /// `--explain-cache` (the file's and the context's absolute paths).
+    pub identity: String,
+}
+
+impl BuildOptions {
+    pub fn new(identity: impl Into<String>) -> Self {
+        BuildOptions {
+            build_args: BuildArgs::new(),
+            target: None,
+            names: Vec::new(),
+            no_cache: false,
+            no_cache_stages: Vec::new(),
+            explain_cache: false,
+            platform: Platform::host(),
+            network: Network::Host,
+            limits: Limits::default(),
+            format: ImageFormat::Oci,
+            compression: Compression::Gzip,
+            timestamp: None,
+            identity: identity.into(),
+        }
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub image: WrittenImage,
+    pub names: Vec<String>,
+    /// Steps that ran (RUN, COPY, ADD) and steps found in the cache.
+    pub steps_run: usize,
+    pub steps_cached: usize,
+    /// Containers started (RUN steps that ran).
+    pub containers_started: usize,
+}
+
+/// The state of a stage after some of its steps.
+#[derive(Debug, Clone)]
+struct ImageState {
+    config: StageConfig,
+    layers: Vec<LayerRef>,
+    key: CacheKey,
+    /// For container records: the stage or image this came from.
+    name: String,
+}
+
+impl ImageState {
+    fn diff_ids(&self) -> Vec<crate::oci::DiffId> {
+        self.layers.iter().map(|l| l.diff_id.clone()).collect()
+    }
+
+    fn container_config(&self) -> &ContainerConfig {
+        static EMPTY: std::sync::OnceLock<ContainerConfig> = std::sync::OnceLock::new();
+        self.config
+            .image
+            .config
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(ContainerConfig::default))
+    }
+
+    fn workdir(&self) -> String {
+        self.container_config()
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".to_string())
+    }
+}
+
+/// Builds the target stage of `cf` and names the image.
+pub fn build(
+    store: &Store,
+    cf: &Containerfile,
+    ctx: &Context,
+    opts: &BuildOptions,
+    images: &dyn BaseImages,
+    reporter: &dyn Reporter,
+) -> Result<Built, BuildError> {
+    let signals = sys::signal::SignalPipe::open().map_err(|e| BuildError::io("signal pipe", e))?;
+    let target = match &opts.target {
+        None => cf
+            .stages
+            .len()
+            .checked_sub(1)
+            .ok_or_else(|| BuildError::Unsupported {
+                at: At::default(),
+                what: "a Containerfile without FROM".into(),
+            })?,
+        Some(t) => cf
+            .stage_by_name(t)
+            .or_else(|| t.parse::<usize>().ok().filter(|i| *i < cf.stages.len()))
+            .ok_or_else(|| BuildError::UnknownTarget {
+                target: t.clone(),
+                stages: stage_names(cf),
+            })?,
+    };
+    let platform_args = PlatformArgs {
+        build: Platform::host(),
+        target: opts.platform.clone(),
+    };
+    let global = GlobalScope::new(cf, &opts.build_args, &platform_args)?;
+    let previous = if opts.explain_cache {
+        store
+            .build_record(&BuildRecord::id(&opts.identity))
+            .map_err(BuildError::store)?
+            .and_then(|v| serde_json::from_value::<BuildRecord>(v).ok())
+    } else {
+        None
+    };
+    let mut engine = Engine {
+        store,
+        cf,
+        ctx,
+        opts,
+        images,
+        reporter,
+        signals,
+        global,
+        done: HashMap::new(),
+        active: HashSet::new(),
+        multi_stage: cf.stages.len() > 1,
+        record: BuildRecord::default(),
+        previous,
+        steps_run: 0,
+        steps_cached: 0,
+        containers_started: 0,
+    };
+    let state = engine.stage(target, None)?;
+    engine.check_interrupt()?;
+
+    let mut config = state.config.image.clone();
+    config.created = Some(engine.created());
+    config.rootfs.kind = "layers".into();
+    config.rootfs.diff_ids = state.diff_ids();
+    reporter.step(&StepEvent::Committing {
+        what: "writing the image".into(),
+    });
+    let image = commit::write_image(store, &config, &state.layers, opts.format, &opts.names)?;
+    if let Err(e) = store.put_build_record(
+        &BuildRecord::id(&opts.identity),
+        &serde_json::to_value(&engine.record).expect("a build record serialises"),
+    ) {
+        tracing::warn!("could not save the build record for --explain-cache: {e}");
+    }
+    Ok(Built {
+        image,
+        names: opts.names.clone(),
+        steps_run: engine.steps_run,
+        steps_cached: engine.steps_cached,
+        containers_started: engine.containers_started,
+    })
+}
+
+fn stage_names(cf: &Containerfile) -> String {
+    cf.stages
+        .iter()
+        .map(|s| s.name.clone().unwrap_or_else(|| s.index.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+struct Engine<'a> {
+    store: &'a Store,
+    cf: &'a Containerfile,
+    ctx: &'a Context,
+    opts: &'a BuildOptions,
+    images: &'a dyn BaseImages,
+    reporter: &'a dyn Reporter,
+    signals: sys::signal::SignalPipe,
+    global: GlobalScope,
+    /// Stages built so far.
+    done: HashMap<usize, ImageState>,
+    /// Stages being built (for cycles).
+    active: HashSet<usize>,
+    multi_stage: bool,
+    record: BuildRecord,
+    previous: Option<BuildRecord>,
+    steps_run: usize,
+    steps_cached: usize,
+    containers_started: usize,
+}
+
+impl Engine<'_> {
+    fn check_interrupt(&self) -> Result<(), BuildError> {
+        if self.signals.drain().is_empty() {
+            Ok(())
+        } else {
+            Err(BuildError::Interrupted)
+        }
+    }
+
+    /// `created` for history and config: the fixed timestamp, or now.
+    fn created(&self) -> String {
+        match self.opts.timestamp {
+            Some(t) => time::rfc3339(t, 0),
+            None => time::now_rfc3339(),
+        }
+    }
+
+    fn location(&self, line: usize) -> Location {
+        Location {
+            file: self.cf.label.clone(),
+            line,
+        }
+    }
+
+    fn diff_options(&self, exclude: Vec<PathBuf>) -> DiffOptions {
+        DiffOptions {
+            compression: self.opts.compression,
+            timestamp: self.opts.timestamp,
+            exclude,
+            ..DiffOptions::default()
+        }
+    }
+
+    /// The state at the end of stage `index`, built if not yet.
+    fn stage(
+        &mut self,
+        index: usize,
+        needed_at: Option<Location>,
+    ) -> Result<ImageState, BuildError> {
+        if let Some(s) = self.done.get(&index) {
+            return Ok(s.clone());
+        }
+        let stage = &self.cf.stages[index];
+        let stage_label = stage.name.clone().unwrap_or_else(|| index.to_string());
+        if !self.active.insert(index) {
+            return Err(BuildError::StageCycle {
+                at: At(needed_at),
+                stage: stage_label,
+            });
+        }
+        let from_loc = self.location(stage.line);
+        let base = self.cf.expand(&stage.base, &self.global)?;
+        let platform = match &stage.platform {
+            Some(word) => {
+                let p = self.cf.expand(word, &self.global)?;
+                Platform::parse(&p).map_err(|e| BuildError::Image {
+                    at: At(Some(from_loc.clone())),
+                    image: base.clone(),
+                    source: Box::new(e),
+                })?
+            }
+            None => self.opts.platform.clone(),
+        };
+        let started = Instant::now();
+        let mut state = match self.cf.resolve_base(index, &base) {
+            ImageSource::Scratch => self.scratch(),
+            ImageSource::Stage(j) => {
+                let mut s = self.stage(j, Some(from_loc.clone()))?;
+                s.name = stage_label.clone();
+                s
+            }
+            ImageSource::Image(name) => self.base_image(&name, &platform, &from_loc)?,
+        };
+        let triggers = onbuild_triggers(&state.config.image);
+        if !triggers.is_empty()
+            && let Some(c) = state.config.image.config.as_mut()
+        {
+            c.extra.remove("OnBuild");
+        }
+        let total = stage.instructions.len() + triggers.len() + 1;
+        let multi_stage = self.multi_stage;
+        let id = |number| StepId {
+            stage: stage_label.clone(),
+            multi_stage,
+            number,
+            total,
+        };
+        self.reporter.step(&StepEvent::Started {
+            id: id(1),
+            text: stage.source.clone(),
+        });
+        self.reporter.step(&StepEvent::Done {
+            id: id(1),
+            elapsed: started.elapsed(),
+        });
+        let env: Vec<(String, String)> = state
+            .container_config()
+            .env
+            .iter()
+            .flatten()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.clone(), String::new()),
+            })
+            .collect();
+        let mut scope = self.global.stage(&env);
+        let mut number = 1;
+        for trigger in &triggers {
+            number += 1;
+            let parsed = parse_trigger(trigger, &self.cf.label, stage.line)?;
+            for located in &parsed {
+                let located = Located {
+                    line: stage.line,
+                    end_line: stage.line,
+                    source: format!("ONBUILD {}", located.source),
+                    value: located.value.clone(),
+                };
+                self.step(&mut state, &mut scope, &located, id(number), index)?;
+            }
+        }
+        for located in &stage.instructions {
+            number += 1;
+            self.step(&mut state, &mut scope, located, id(number), index)?;
+        }
+        self.active.remove(&index);
+        self.done.insert(index, state.clone());
+        Ok(state)
+    }
+
+    fn scratch(&self) -> ImageState {
+        let image = ImageConfig {
+            architecture: self.opts.platform.architecture.clone(),
+            os: self.opts.platform.os.clone(),
+            variant: self.opts.platform.variant.clone(),
+            ..ImageConfig::default()
+        };
+        ImageState {
+            config: StageConfig::new(image),
+            layers: Vec::new(),
+            key: CacheKey::base("scratch"),
+            name: "scratch".into(),
+        }
+    }
+
+    /// An image from the store (pulled if needed) as a starting state.
+    fn base_image(
+        &self,
+        name: &str,
+        platform: &Platform,
+        at: &Location,
+    ) -> Result<ImageState, BuildError> {
+        let (image_id, config, layers) = self.image_parts(name, platform, at)?;
+        let mut config = config;
+        config.created = None;
+        Ok(ImageState {
+            config: StageConfig::new(config),
+            layers,
+            key: CacheKey::base(&image_id.to_string()),
+            name: name.to_string(),
+        })
+    }
+
+    /// An image's ID, config and layers, each layer unpacked in the store.
+    fn image_parts(
+        &self,
+        name: &str,
+        platform: &Platform,
+        at: &Location,
+    ) -> Result<(Digest, ImageConfig, Vec<LayerRef>), BuildError> {
+        let image_err = |source: Box<dyn std::error::Error + Send + Sync>| BuildError::Image {
+            at: At(Some(at.clone())),
+            image: name.to_string(),
+            source,
+        };
+        let record = self
+            .images
+            .image(self.store, name, platform)
+            .map_err(image_err)?;
+        let (_, manifest) = self
+            .store
+            .manifest(&record.manifest.digest)
+            .map_err(|e| image_err(Box::new(e)))?;
+        let bytes = self
+            .store
+            .read_blob(&manifest.config.digest)
+            .map_err(|e| image_err(Box::new(e)))?;
+        let config: ImageConfig =
+            serde_json::from_slice(&bytes).map_err(|e| image_err(Box::new(e)))?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(image_err(
+                format!(
+                    "its config lists {} layers and its manifest {}",
+                    config.rootfs.diff_ids.len(),
+                    manifest.layers.len()
+                )
+                .into(),
+            ));
+        }
+        let mut layers = Vec::with_capacity(manifest.layers.len());
+        for (blob, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+            if !self.store.has_layer(diff_id) {
+                return Err(BuildError::LayerMissing {
+                    at: At(Some(at.clone())),
+                    image: name.to_string(),
+                    diff_id: diff_id.clone(),
+                });
+            }
+            layers.push(LayerRef {
+                blob: blob.clone(),
+                diff_id: diff_id.clone(),
+            });
+        }
+        Ok((manifest.config.digest, config, layers))
+    }
+
+    /// Whether steps of stage `index` may be looked up in the cache.
+    fn cache_allowed(&self, index: usize) -> bool {
+        if self.opts.no_cache {
+            return false;
+        }
+        let stage = &self.cf.stages[index];
+        !self.opts.no_cache_stages.iter().any(|s| {
+            stage.name.as_deref() == Some(s.to_lowercase().as_str()) || *s == index.to_string()
+        })
+    }
+
+    /// One instruction.
+    fn step(
+        &mut self,
+        state: &mut ImageState,
+        scope: &mut StageScope,
+        located: &Located<Instruction>,
+        id: StepId,
+        stage_index: usize,
+    ) -> Result<(), BuildError> {
+        self.check_interrupt()?;
+        let loc = self.location(located.line);
+        let started = Instant::now();
+        self.reporter.step(&StepEvent::Started {
+            id: id.clone(),
+            text: first_line(&located.source),
+        });
+        let result = self.step_inner(state, scope, located, &id, stage_index);
+        let result = result.map_err(|e| e.located(loc));
+        if let Ok(cached) = &result
+            && !cached
+        {
+            self.reporter.step(&StepEvent::Done {
+                id,
+                elapsed: started.elapsed(),
+            });
+        }
+        result.map(|_| ())
+    }
+
+    /// Returns whether the step was a cache hit.
+    fn step_inner(
+        &mut self,
+        state: &mut ImageState,
+        scope: &mut StageScope,
+        located: &Located<Instruction>,
+        id: &StepId,
+        stage_index: usize,
+    ) -> Result<bool, BuildError> {
+        let cf = self.cf;
+        let meta = match &located.value {
+            Instruction::Run(run) => return self.run(state, scope, located, run, id, stage_index),
+            Instruction::Copy(c) => {
+                let from = c.from.as_ref().map(|w| cf.expand(w, &*scope)).transpose()?;
+                let copy = CopyStep {
+                    sources: &c.sources,
+                    dest: &c.dest,
+                    chown: c.chown.as_ref(),
+                    chmod: c.chmod.as_ref(),
+                    checksum: None,
+                    from,
+                    add: false,
+                };
+                return self.copy(state, scope, located, copy, id, stage_index);
+            }
+            Instruction::Add(a) => {
+                let checksum = a
+                    .checksum
+                    .as_ref()
+                    .map(|w| cf.expand(w, &*scope))
+                    .transpose()?;
+                let copy = CopyStep {
+                    sources: &a.sources,
+                    dest: &a.dest,
+                    chown: a.chown.as_ref(),
+                    chmod: a.chmod.as_ref(),
+                    checksum,
+                    from: None,
+                    add: true,
+                };
+                return self.copy(state, scope, located, copy, id, stage_index);
+            }
+            Instruction::Env(pairs) => Metadata::Env(scope.apply_env(cf, pairs)?),
+            Instruction::Arg(decls) => {
+                scope.declare(cf, decls)?;
+                let names: Vec<String> = decls
+                    .iter()
+                    .map(|d| cf.expand(&d.name, &*scope))
+                    .collect::<Result<_, _>>()?;
+                let values: BTreeMap<String, String> = scope.args().into_iter().collect();
+                Metadata::Arg(
+                    names
+                        .into_iter()
+                        .map(|n| match values.get(&n) {
+                            Some(v) => format!("{n}={v}"),
+                            None => n,
+                        })
+                        .collect(),
+                )
+            }
+            Instruction::Label(pairs) => Metadata::Label(scope.expand_pairs(cf, pairs)?),
+            Instruction::Expose(words) => {
+                let mut ports = Vec::new();
+                for w in words {
+                    ports.extend(cf.expand_fields(w, &*scope)?);
+                }
+                Metadata::Expose(ports)
+            }
+            Instruction::Volume(words) => Metadata::Volume(
+                words
+                    .iter()
+                    .map(|w| cf.expand(w, &*scope))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Instruction::Workdir(w) => Metadata::Workdir(cf.expand(w, &*scope)?),
+            Instruction::User(w) => Metadata::User(cf.expand(w, &*scope)?),
+            Instruction::StopSignal(w) => Metadata::StopSignal(cf.expand(w, &*scope)?),
+            Instruction::Cmd(c) => Metadata::Cmd(c.clone()),
+            Instruction::Entrypoint(c) => Metadata::Entrypoint(c.clone()),
+            Instruction::Shell(v) => Metadata::Shell(v.clone()),
+            Instruction::Healthcheck(Healthcheck::None) => Metadata::Healthcheck(None),
+            Instruction::Healthcheck(Healthcheck::Check {
+                command,
+                interval,
+                timeout,
+                start_period,
+                start_interval,
+                retries,
+            }) => Metadata::Healthcheck(Some(ConfigHealthcheck {
+                command: command.clone(),
+                interval: *interval,
+                timeout: *timeout,
+                start_period: *start_period,
+                start_interval: *start_interval,
+                retries: *retries,
+            })),
+            Instruction::Onbuild(o) => Metadata::Onbuild(o.source.clone()),
+            Instruction::Maintainer(m) => Metadata::Maintainer(m.clone()),
+        };
+        let created = self.created();
+        state
+            .config
+            .apply(&meta, Some(created))
+            .map_err(|reason| BuildError::Config {
+                at: At::default(),
+                reason,
+            })?;
+        // ARG's key names the ARGs, not their values: a value reaches the
+        // keys of the RUN steps that see it and of the words it changes.
+        let key_text = match &meta {
+            Metadata::Arg(_) => match &located.value {
+                Instruction::Arg(decls) => format!(
+                    "ARG {}",
+                    decls
+                        .iter()
+                        .map(|d| d.name.text.clone())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                _ => unreachable!("an ARG's metadata comes from an ARG"),
+            },
+            _ => state
+                .config
+                .image
+                .history
+                .last()
+                .and_then(|h| h.created_by.clone())
+                .unwrap_or_default(),
+        };
+        let key = StepInputs {
+            parent: &state.key,
+            instruction: &key_text,
+            args: &[],
+            content: None,
+        }
+        .key();
+        self.record_step(stage_index, id, &key_text, &key, &state.key, &[], &[]);
+        state.key = key;
+        Ok(false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_step(
+        &mut self,
+        stage: usize,
+        id: &StepId,
+        text: &str,
+        key: &CacheKey,
+        parent: &CacheKey,
+        args: &[(String, String)],
+        files: &[(String, String)],
+    ) {
+        self.record.steps.push(StepRecord {
+            stage,
+            number: id.number,
+            text: text.to_string(),
+            key: key.hex(),
+            parent: parent.hex(),
+            args: args.to_vec(),
+            files: files.to_vec(),
+        });
+    }
+
+    /// Looks `key` up; on a hit extends `state` and reports it.
+    fn lookup(
+        &mut self,
+        state: &mut ImageState,
+        key: &CacheKey,
+        id: &StepId,
+        stage_index: usize,
+    ) -> Result<bool, BuildError> {
+        if !self.cache_allowed(stage_index) {
+            return Ok(false);
+        }
+        let Some(record) = self
+            .store
+            .cache_get(&key.hex())
+            .map_err(BuildError::store)?
+        else {
+            return Ok(false);
+        };
+        if !self.store.has_blob(&record.layer.digest) || !self.store.has_layer(&record.diff_id) {
+            return Ok(false);
+        }
+        state.layers.push(LayerRef {
+            blob: record.layer.clone(),
+            diff_id: record.diff_id.clone(),
+        });
+        state.config.image.history.push(crate::oci::image::History {
+            created: match self.opts.timestamp {
+                Some(_) => Some(self.created()),
+                None => record.created.clone(),
+            },
+            created_by: Some(record.created_by.clone()),
+            comment: Some("buildkit.dockerfile.v0".into()),
+            ..Default::default()
+        });
+        state.key = key.clone();
+        self.steps_cached += 1;
+        self.reporter.step(&StepEvent::Cached { id: id.clone() });
+        Ok(true)
+    }
+
+    /// After a miss: says why, when asked.
+    fn explain(
+        &self,
+        id: &StepId,
+        stage_index: usize,
+        text: &str,
+        args: &[(String, String)],
+        files: &[(String, String)],
+        parent: &CacheKey,
+    ) {
+        if !self.opts.explain_cache {
+            return;
+        }
+        let reason = super::explain::why(
+            self.previous.as_ref(),
+            &self.record,
+            stage_index,
+            id.number,
+            text,
+            args,
+            files,
+            &parent.hex(),
+            !self.cache_allowed(stage_index),
+        );
+        self.reporter.step(&StepEvent::Explain {
+            id: id.clone(),
+            reason,
+        });
+    }
+
+    /// Records a freshly made layer in `state` and the cache.
+    fn add_layer(
+        &mut self,
+        state: &mut ImageState,
+        layer: LayerRef,
+        key: CacheKey,
+        created_by: String,
+    ) -> Result<(), BuildError> {
+        let created = self.created();
+        self.store
+            .cache_put(
+                &key.hex(),
+                &CacheRecord {
+                    layer: layer.blob.clone(),
+                    diff_id: layer.diff_id.clone(),
+                    created: Some(created.clone()),
+                    created_by: created_by.clone(),
+                },
+            )
+            .map_err(BuildError::store)?;
+        state.layers.push(layer);
+        state.config.image.history.push(crate::oci::image::History {
+            created: Some(created),
+            created_by: Some(created_by),
+            comment: Some("buildkit.dockerfile.v0".into()),
+            ..Default::default()
+        });
+        state.key = key;
+        self.steps_run += 1;
+        Ok(())
+    }
+
+    fn shell(&self, state: &ImageState) -> Vec<String> {
+        state
+            .container_config()
+            .extra
+            .get("Shell")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        state: &mut ImageState,
+        scope: &StageScope,
+        located: &Located<Instruction>,
+        run: &containerfile::Run,
+        id: &StepId,
+        stage_index: usize,
+    ) -> Result<bool, BuildError> {
+        let shell = self.shell(state);
+        let mut script: Option<String> = None;
+        let argv: Vec<String> = match run.effective() {
+            RunCommand::Exec(v) => v,
+            RunCommand::Shell(text) => shell.iter().cloned().chain([text]).collect(),
+            RunCommand::Script(body) if body.starts_with("#!") => {
+                script = Some(body);
+                vec![SCRIPT_PATH.to_string()]
+            }
+            RunCommand::Script(body) => shell.iter().cloned().chain([body]).collect(),
+        };
+        let network = match run.network {
+            containerfile::Network::Default => self.opts.network,
+            containerfile::Network::None => Network::None,
+            containerfile::Network::Host => Network::Host,
+        };
+        if run.security == containerfile::Security::Insecure {
+            return Err(BuildError::Unsupported {
+                at: At::default(),
+                what: "RUN --security=insecure".into(),
+            });
+        }
+        let args = scope.args();
+        let created_by = match &script {
+            Some(body) => format!("RUN {} # buildkit", body.trim_end()),
+            None => match &run.command {
+                Command::Exec(_) => format!(
+                    "RUN {} # buildkit",
+                    serde_json::to_string(&argv).expect("strings serialise")
+                ),
+                Command::Shell(_) => format!("RUN {} # buildkit", argv.join(" ")),
+            },
+        };
+        let key_text = format!(
+            "RUN {}{}",
+            serde_json::to_string(&argv).expect("strings serialise"),
+            match (&script, run.network) {
+                (Some(s), _) => format!(" script={s:?}"),
+                (None, containerfile::Network::Default) => String::new(),
+                (None, n) => format!(" network={n:?}"),
+            }
+        );
+        let key = StepInputs {
+            parent: &state.key,
+            instruction: &key_text,
+            args: &args,
+            content: None,
+        }
+        .key();
+        let parent = state.key.clone();
+        self.record_step(stage_index, id, &key_text, &key, &parent, &args, &[]);
+        if self.lookup(state, &key, id, stage_index)? {
+            return Ok(true);
+        }
+        self.explain(id, stage_index, &key_text, &args, &[], &parent);
+
+        let step_text = format!("{id} {}", first_line(&located.source));
+        let c = state.container_config();
+        let env: Vec<String> = scope
+            .run_env()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        // A `#!` heredoc is run as a file, bind-mounted read-only from a
+        // scratch file that lives as long as the step.
+        let script_file = match &script {
+            Some(body) => Some(write_script(self.store, body)?),
+            None => None,
+        };
+        let volumes = match &script_file {
+            Some(f) => vec![crate::runtime::spec::Bind {
+                source: f.path().to_path_buf(),
+                destination: PathBuf::from(SCRIPT_PATH),
+                read_only: true,
+            }],
+            None => Vec::new(),
+        };
+        let config = container::Config {
+            rootfs: RootfsSource {
+                name: format!("build {}", state.name),
+                id: None,
+                layers: state.diff_ids(),
+            },
+            args: argv,
+            env,
+            workdir: state.workdir(),
+            user: c.user.clone().unwrap_or_default(),
+            network,
+            limits: self.opts.limits,
+            init: true,
+            auto_remove: true,
+            volumes,
+            ..Default::default()
+        };
+        let finished = run_step(self.store, &config, &step_text, self.reporter)?;
+        self.containers_started += 1;
+        self.check_interrupt()?;
+        let upper = finished.container.upper_dir();
+        let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
+        let txn = self.store.begin().map_err(BuildError::store)?;
+        let layer = commit::commit_dir(
+            self.store,
+            &txn,
+            &upper,
+            &lowers,
+            &self.diff_options(finished.created_mount_points),
+        )?;
+        drop(txn);
+        finished
+            .container
+            .remove()
+            .map_err(|source| BuildError::Container {
+                at: At::default(),
+                step: step_text,
+                source: Box::new(source),
+            })?;
+        self.add_layer(state, layer, key, created_by)?;
+        Ok(false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy(
+        &mut self,
+        state: &mut ImageState,
+        scope: &StageScope,
+        located: &Located<Instruction>,
+        copy: CopyStep<'_>,
+        id: &StepId,
+        stage_index: usize,
+    ) -> Result<bool, BuildError> {
+        let cf = self.cf;
+        let loc = self.location(located.line);
+        let mut sources = Vec::with_capacity(copy.sources.len());
+        for s in copy.sources {
+            sources.push(match s {
+                containerfile::Source::Path(w) => CopySource::Path(cf.expand(w, scope)?),
+                containerfile::Source::Heredoc(h) => CopySource::Heredoc {
+                    name: h.name.clone(),
+                    content: cf.expand_heredoc(h, scope)?,
+                },
+            });
+        }
+        let dest = cf.expand(copy.dest, scope)?;
+        let chown = copy.chown.map(|w| cf.expand(w, scope)).transpose()?;
+        let chmod = copy.chmod.map(|w| cf.expand(w, scope)).transpose()?;
+        if copy.checksum.is_some() {
+            return Err(BuildError::Unsupported {
+                at: At::default(),
+                what: "ADD --checksum".into(),
+            });
+        }
+
+        // Where sources come from: the context, or another stage's or
+        // image's root filesystem, mounted read-only for the step.
+        let from_layers = match &copy.from {
+            None => None,
+            Some(from) => Some(match cf.resolve_from(from) {
+                ImageSource::Stage(j) if j == stage_index => {
+                    return Err(BuildError::StageCycle {
+                        at: At::default(),
+                        stage: from.clone(),
+                    });
+                }
+                ImageSource::Stage(j) => self.stage(j, Some(loc.clone()))?.diff_ids(),
+                ImageSource::Scratch => Vec::new(),
+                ImageSource::Image(name) => {
+                    let platform = self.opts.platform.clone();
+                    self.image_parts(&name, &platform, &loc)?
+                        .2
+                        .into_iter()
+                        .map(|l| l.diff_id)
+                        .collect()
+                }
+            }),
+        };
+        let from_view = match &from_layers {
+            Some(layers) => Some(View::mount(self.store, layers, "copy --from")?),
+            None => None,
+        };
+        let from_ctx = match &from_view {
+            Some(v) => Some(Context::directory(&v.path())?),
+            None => None,
+        };
+        let ctx = from_ctx.as_ref().unwrap_or(self.ctx);
+        let view = View::mount(self.store, &state.diff_ids(), &state.name)?;
+        let workdir = state.workdir();
+        let rootfs = view.path();
+        let opts = CopyOptions {
+            sources,
+            dest: dest.clone(),
+            workdir: &workdir,
+            chown: chown.clone(),
+            chmod: chmod.clone(),
+            add: copy.add,
+            rootfs: &rootfs,
+        };
+        let plan = plan_copy(ctx, &opts)?;
+        let (content, files) = plan.content()?;
+        let keyword = if copy.add { "ADD" } else { "COPY" };
+        let key_text = format!(
+            "{keyword} from={:?} chown={chown:?} chmod={chmod:?} dest={dest:?}",
+            copy.from
+        );
+        let key = StepInputs {
+            parent: &state.key,
+            instruction: &key_text,
+            args: &[],
+            content: Some(&content),
+        }
+        .key();
+        let parent = state.key.clone();
+        self.record_step(stage_index, id, &key_text, &key, &parent, &[], &files);
+        if self.lookup(state, &key, id, stage_index)? {
+            return Ok(true);
+        }
+        self.explain(id, stage_index, &key_text, &[], &files, &parent);
+        let txn = self.store.begin().map_err(BuildError::store)?;
+        plan.apply(&txn.layer_dir())?;
+        drop(view);
+        drop(from_view);
+        let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
+        let layer_dir = txn.layer_dir();
+        let layer = commit::commit_dir(
+            self.store,
+            &txn,
+            &layer_dir,
+            &lowers,
+            &self.diff_options(Vec::new()),
+        )?;
+        let created_by = format!("{} # buildkit", first_line(&located.source));
+        self.add_layer(state, layer, key, created_by)?;
+        Ok(false)
+    }
+}
+
+/// Where a `#!` RUN heredoc is mounted in the container (BuildKit uses
+/// `/dev/pipes/`; /dev is a tmpfs, so the mount point never reaches a layer).
+const SCRIPT_PATH: &str = "/dev/pipes/script";
+
+fn write_script(store: &Store, body: &str) -> Result<tempfile::NamedTempFile, BuildError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = store.root().join("tmp");
+    let mut f = tempfile::Builder::new()
+        .prefix("script-")
+        .tempfile_in(&dir)
+        .map_err(|e| BuildError::write(&dir, e))?;
+    f.write_all(body.as_bytes())
+        .map_err(|e| BuildError::write(f.path(), e))?;
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| BuildError::write(f.path(), e))?;
+    Ok(f)
+}
+
+/// A COPY or ADD, before expansion.
+struct CopyStep<'a> {
+    sources: &'a [containerfile::Source],
+    dest: &'a containerfile::RawWord,
+    chown: Option<&'a containerfile::RawWord>,
+    chmod: Option<&'a containerfile::RawWord>,
+    checksum: Option<String>,
+    /// Expanded `--from`.
+    from: Option<String>,
+    add: bool,
+}
+
+/// A read-only view of some layers for one step: a container that never
+/// runs, so a builder killed meanwhile leaves a mount the next command's
+/// `container::reap` removes.
+struct View<'s> {
+    container: Container<'s>,
+}
+
+impl<'s> View<'s> {
+    fn mount(
+        store: &'s Store,
+        layers: &[crate::oci::DiffId],
+        name: &str,
+    ) -> Result<View<'s>, BuildError> {
+        let config = container::Config {
+            rootfs: RootfsSource {
+                name: format!("build view of {name}"),
+                id: None,
+                layers: layers.to_vec(),
+            },
+            args: vec!["/bin/true".into()],
+            auto_remove: true,
+            ..Default::default()
+        };
+        let container =
+            Container::create(store, &config).map_err(|source| BuildError::Container {
+                at: At::default(),
+                step: format!("mount {name}"),
+                source: Box::new(source),
+            })?;
+        Ok(View { container })
+    }
+
+    fn path(&self) -> PathBuf {
+        self.container.rootfs()
+    }
+}
+
+/// The instructions of the ONBUILD triggers an image carries.
+fn onbuild_triggers(config: &ImageConfig) -> Vec<String> {
+    config
+        .config
+        .as_ref()
+        .and_then(|c| c.extra.get("OnBuild"))
+        .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Parses one ONBUILD trigger as an instruction of a stage.
+fn parse_trigger(
+    trigger: &str,
+    label: &str,
+    line: usize,
+) -> Result<Vec<Located<Instruction>>, BuildError> {
+    let text = format!("FROM scratch\n{trigger}\n");
+    let cf = containerfile::parse(&format!("{label}:{line} (ONBUILD)"), &text)?;
+    Ok(cf.stages.into_iter().flat_map(|s| s.instructions).collect())
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
