@@ -200,13 +200,28 @@ pub fn env_with_busybox() -> TestEnv {
 /// left no mount behind. Returns the image ID.
 #[track_caller]
 pub fn build(env: &TestEnv, example: &Example) -> String {
+    build_with(env, example, &[], &[])
+}
+
+/// [`build`] with `extra` arguments (before the example's own) and
+/// environment variables `vars`.
+#[track_caller]
+pub fn build_with(
+    env: &TestEnv,
+    example: &Example,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> String {
     let name = example.image_name();
     let context = example.context();
     let mut args = vec!["build", "-q", "-t", &name];
+    args.extend_from_slice(extra);
     args.extend_from_slice(example.args);
     let context = context.to_str().unwrap();
     args.push(context);
-    let run = env.builder(&args).success();
+    let mut cmd = env.command(&args);
+    cmd.envs(vars.iter().copied());
+    let run = env.run_command(cmd).success();
     assert!(run.stderr.is_empty(), "`build -q` wrote to stderr:\n{run}");
     let id = run.out();
     assert!(
