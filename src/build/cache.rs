@@ -252,6 +252,8 @@ mod tests {
             chmod: None,
             add: false,
             rootfs: rootfs.path(),
+            scratch: None,
+            checksum: None,
         };
         plan_copy(&ctx, &o).unwrap().content_digest().unwrap()
     }

@@ -336,6 +336,19 @@ impl Engine<'_> {
             }
             ImageSource::Image(name) => self.base_image(&name, &platform, &from_loc)?,
         };
+        // Stages this one copies from are built first when their names are
+        // known now (almost always: `--from` words rarely use stage ARGs),
+        // so each stage's step lines come out together.
+        for located in &stage.instructions {
+            if let Instruction::Copy(c) = &located.value
+                && let Some(word) = &c.from
+                && let Ok(from) = self.cf.expand(word, &self.global)
+                && let ImageSource::Stage(j) = self.cf.resolve_from(&from)
+                && j != index
+            {
+                self.stage(j, Some(self.location(located.line)))?;
+            }
+        }
         let triggers = onbuild_triggers(&state.config.image);
         if !triggers.is_empty()
             && let Some(c) = state.config.image.config.as_mut()
@@ -872,8 +885,8 @@ impl Engine<'_> {
             None => None,
         };
         let volumes = match &script_file {
-            Some(f) => vec![crate::runtime::spec::Bind {
-                source: f.path().to_path_buf(),
+            Some((_, path)) => vec![crate::runtime::spec::Bind {
+                source: path.clone(),
                 destination: PathBuf::from(SCRIPT_PATH),
                 read_only: true,
             }],
@@ -896,7 +909,14 @@ impl Engine<'_> {
             volumes,
             ..Default::default()
         };
-        let finished = run_step(self.store, &config, &step_text, self.reporter)?;
+        let finished = match run_step(self.store, &config, &step_text, self.reporter) {
+            Ok(f) => f,
+            // A RUN ended by the Ctrl-C the runtime forwarded to it.
+            Err(e) => {
+                self.check_interrupt()?;
+                return Err(e);
+            }
+        };
         self.containers_started += 1;
         self.check_interrupt()?;
         let upper = finished.container.upper_dir();
@@ -947,12 +967,6 @@ impl Engine<'_> {
         let dest = cf.expand(copy.dest, scope)?;
         let chown = copy.chown.map(|w| cf.expand(w, scope)).transpose()?;
         let chmod = copy.chmod.map(|w| cf.expand(w, scope)).transpose()?;
-        if copy.checksum.is_some() {
-            return Err(BuildError::Unsupported {
-                at: At::default(),
-                what: "ADD --checksum".into(),
-            });
-        }
 
         // Where sources come from: the context, or another stage's or
         // image's root filesystem, mounted read-only for the step.
@@ -989,7 +1003,18 @@ impl Engine<'_> {
         let view = View::mount(self.store, &state.diff_ids(), &state.name)?;
         let workdir = state.workdir();
         let rootfs = view.path();
+        // The layer's transaction, begun before planning: an ADD downloads
+        // its URLs into the transaction's scratch dir while planning (the
+        // cache key covers the bytes received).
+        let txn = self.store.begin().map_err(BuildError::store)?;
+        let scratch = if copy.add {
+            Some(txn.scratch_dir().map_err(BuildError::store)?)
+        } else {
+            None
+        };
         let opts = CopyOptions {
+            scratch: scratch.as_deref(),
+            checksum: copy.checksum.clone(),
             sources,
             dest: dest.clone(),
             workdir: &workdir,
@@ -1002,8 +1027,8 @@ impl Engine<'_> {
         let (content, files) = plan.content()?;
         let keyword = if copy.add { "ADD" } else { "COPY" };
         let key_text = format!(
-            "{keyword} from={:?} chown={chown:?} chmod={chmod:?} dest={dest:?}",
-            copy.from
+            "{keyword} from={:?} chown={chown:?} chmod={chmod:?} checksum={:?} dest={dest:?}",
+            copy.from, copy.checksum
         );
         let key = StepInputs {
             parent: &state.key,
@@ -1018,7 +1043,6 @@ impl Engine<'_> {
             return Ok(true);
         }
         self.explain(id, stage_index, &key_text, &[], &files, &parent);
-        let txn = self.store.begin().map_err(BuildError::store)?;
         plan.apply(&txn.layer_dir())?;
         drop(view);
         drop(from_view);
@@ -1041,19 +1065,20 @@ impl Engine<'_> {
 /// `/dev/pipes/`; /dev is a tmpfs, so the mount point never reaches a layer).
 const SCRIPT_PATH: &str = "/dev/pipes/script";
 
-fn write_script(store: &Store, body: &str) -> Result<tempfile::NamedTempFile, BuildError> {
-    use std::io::Write;
+/// Writes a `#!` heredoc as the blob file of a transaction that lives as
+/// long as the step: the store owns everything below its root, and a
+/// transaction is removed however builder ends.
+fn write_script(
+    store: &Store,
+    body: &str,
+) -> Result<(crate::store::Transaction, PathBuf), BuildError> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = store.root().join("tmp");
-    let mut f = tempfile::Builder::new()
-        .prefix("script-")
-        .tempfile_in(&dir)
-        .map_err(|e| BuildError::write(&dir, e))?;
-    f.write_all(body.as_bytes())
-        .map_err(|e| BuildError::write(f.path(), e))?;
-    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| BuildError::write(f.path(), e))?;
-    Ok(f)
+    let txn = store.begin().map_err(BuildError::store)?;
+    let path = txn.blob_path();
+    std::fs::write(&path, body).map_err(|e| BuildError::write(&path, e))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| BuildError::write(&path, e))?;
+    Ok((txn, path))
 }
 
 /// A COPY or ADD, before expansion.

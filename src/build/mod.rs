@@ -1,19 +1,21 @@
 //! Building images from a Containerfile (layer 3). This module owns the
 //! pieces a build is made of: the build [`context`] (a directory and its
 //! ignore file), [`copy`] (COPY/ADD into a fresh upper dir that
-//! [`crate::layer::diff()`] turns into a layer), [`cache`] keys of steps,
-//! and [`config`] (metadata instructions applied to an image config, with
-//! their history entries).
+//! [`crate::layer::diff()`] turns into a layer), [`remote`] (ADD's URL
+//! downloads), [`cache`] keys of steps, and [`config`] (metadata
+//! instructions applied to an image config, with their history entries).
 //!
 //! Terms: a *step* is one instruction of a stage as executed; its *cache
 //! key* identifies everything the step's result depends on; the *upper* is
 //! the fresh directory a step writes into; the *rootfs* is the merged view
 //! of the image the step builds on (read only here).
 //!
-//! Invariants: nothing here writes outside the upper dir it is given;
-//! nothing is read from the context outside the context directory (a
-//! symlink pointing out is copied as a symlink, never followed out); cache
-//! keys never depend on mtimes, absolute paths or the builder's own uid.
+//! Invariants: nothing here writes outside the upper dir it is given
+//! (ADD's downloads go to the scratch directory it is given, and are gone
+//! when their plan is dropped); nothing is read from the context outside
+//! the context directory (a symlink pointing out is copied as a symlink,
+//! never followed out); cache keys never depend on mtimes, absolute paths
+//! or the builder's own uid.
 
 use std::fmt;
 use std::io;
@@ -26,6 +28,7 @@ pub mod context;
 pub mod copy;
 pub mod engine;
 pub mod explain;
+pub mod remote;
 pub mod run;
 
 pub use cache::{CacheKey, ContentDigest, StepInputs};
@@ -108,14 +111,44 @@ pub enum BuildError {
         #[source]
         source: crate::runtime::user::UserError,
     },
-    #[error("{at}ADD of `{url}`: remote sources are not supported yet")]
-    UrlNotSupported { at: At, url: String },
-    #[error("{at}ADD of archive `{source_path}`: {compression} archives are not supported yet")]
-    ArchiveNotSupported {
+    #[error("{at}COPY cannot fetch `{url}`: only ADD takes URL sources")]
+    UrlInCopy { at: At, url: String },
+    #[error("{at}ADD of `{url}`: no scratch directory was given to download into")]
+    UrlWithoutScratch { at: At, url: String },
+    #[error(
+        "{at}ADD of `{url}`: the URL path names no file, so the destination must be a file path, not a directory"
+    )]
+    UrlFileName { at: At, url: String },
+    #[error("{at}download `{url}`")]
+    Download {
         at: At,
-        source_path: String,
-        compression: &'static str,
+        url: String,
+        #[source]
+        source: io::Error,
     },
+    #[error("{at}download `{url}`: the server answered {status} {reason}")]
+    DownloadStatus {
+        at: At,
+        url: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("{at}download `{url}`: checksum mismatch: expected `{expected}`, got `{actual}`")]
+    ChecksumMismatch {
+        at: At,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{at}invalid --checksum `{value}`")]
+    Checksum {
+        at: At,
+        value: String,
+        #[source]
+        source: crate::oci::DigestError,
+    },
+    #[error("{at}--checksum {reason}")]
+    ChecksumMisuse { at: At, reason: &'static str },
     #[error("{at}extract archive `{source_path}`")]
     Extract {
         at: At,
@@ -233,8 +266,14 @@ impl BuildError {
             | Self::DestParentNotDir { at, .. }
             | Self::Chmod { at, .. }
             | Self::Chown { at, .. }
-            | Self::UrlNotSupported { at, .. }
-            | Self::ArchiveNotSupported { at, .. }
+            | Self::UrlInCopy { at, .. }
+            | Self::UrlWithoutScratch { at, .. }
+            | Self::UrlFileName { at, .. }
+            | Self::Download { at, .. }
+            | Self::DownloadStatus { at, .. }
+            | Self::ChecksumMismatch { at, .. }
+            | Self::Checksum { at, .. }
+            | Self::ChecksumMisuse { at, .. }
             | Self::Extract { at, .. }
             | Self::Config { at, .. }
             | Self::Container { at, .. }

@@ -3,6 +3,14 @@
 //! [`Encoder`] compresses a tar stream as it is written. Streaming only;
 //! nothing is buffered beyond the codecs' own windows and chunks.
 //!
+//! This is also the one place that decodes archives for the build's ADD:
+//! [`Format`] names every compression ADD recognises (the layer ones plus
+//! bzip2 and xz, which no OCI layer media type has), [`Format::detect`]
+//! tells it from the first bytes as Docker does (never from a file name),
+//! and [`format_decoder`] decodes it. bzip2 and xz are decoded by pure-Rust
+//! crates (`bzip2` on `libbz2-rs-sys`, `lzma-rust2`), so the binary stays
+//! static without a C toolchain.
+//!
 //! Encoders are deterministic: the same tar bytes, compression and level
 //! give the same compressed bytes, whatever the thread count and however
 //! the threads are scheduled (reproducible builds depend on it):
@@ -46,14 +54,85 @@ pub fn decoder<'a, R: Read + 'a>(
     compression: Compression,
     reader: R,
 ) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(
-            BufReader::with_capacity(INPUT_BUFFER, reader),
-        )),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(
-            BufReader::with_capacity(INPUT_BUFFER, reader),
-        )?),
+    format_decoder(compression.into(), reader)
+}
+
+/// A compressed (or plain) stream's format: the layer compressions plus
+/// the ones ADD also extracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Plain,
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+/// The longest magic [`Format::detect`] looks at.
+pub const MAGIC_LEN: usize = 6;
+
+impl Format {
+    /// The format whose magic bytes `head` starts with; [`Format::Plain`]
+    /// for anything else. The magics are Docker's (`DetectCompression`),
+    /// plus zstd's skippable frames, which its decoder skips.
+    pub fn detect(head: &[u8]) -> Format {
+        const GZIP: &[u8] = &[0x1f, 0x8b, 0x08];
+        const BZIP2: &[u8] = b"BZh";
+        const XZ: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
+        const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+        // Skippable frames: 0x184D2A50..=0x184D2A5F, little-endian.
+        let zstd_skippable =
+            head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18];
+        if head.starts_with(GZIP) {
+            Format::Gzip
+        } else if head.starts_with(BZIP2) {
+            Format::Bzip2
+        } else if head.starts_with(XZ) {
+            Format::Xz
+        } else if head.starts_with(ZSTD) || zstd_skippable {
+            Format::Zstd
+        } else {
+            Format::Plain
+        }
+    }
+
+    /// The lowercase name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Plain => "plain",
+            Format::Gzip => "gzip",
+            Format::Zstd => "zstd",
+            Format::Bzip2 => "bzip2",
+            Format::Xz => "xz",
+        }
+    }
+}
+
+impl From<Compression> for Format {
+    fn from(c: Compression) -> Format {
+        match c {
+            Compression::None => Format::Plain,
+            Compression::Gzip => Format::Gzip,
+            Compression::Zstd => Format::Zstd,
+        }
+    }
+}
+
+/// A reader that yields the decoded bytes of `reader` in `format`.
+///
+/// Every format accepts concatenated members (gzip members, zstd frames,
+/// bzip2 streams as `pbzip2` writes, xz streams as `pixz` does).
+pub fn format_decoder<'a, R: Read + 'a>(
+    format: Format,
+    reader: R,
+) -> io::Result<Box<dyn Read + 'a>> {
+    let buffered = |r| BufReader::with_capacity(INPUT_BUFFER, r);
+    Ok(match format {
+        Format::Plain => Box::new(reader),
+        Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered(reader))),
+        Format::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered(reader))?),
+        Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buffered(reader))),
+        Format::Xz => Box::new(lzma_rust2::XzReader::new(buffered(reader), true)),
     })
 }
 
@@ -236,6 +315,62 @@ mod tests {
             .unwrap()
             .read_to_end(&mut out);
         assert!(err.is_err());
+    }
+
+    /// `data` compressed by the system's `tool` (`bzip2`, `xz`, …) with
+    /// `args`: real files as users have them, not our own encoders.
+    fn system_compress(tool: &str, args: &[&str], data: &[u8]) -> Vec<u8> {
+        let mut child = std::process::Command::new(tool)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run `{tool}`: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        let input = data.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        assert!(out.status.success(), "{tool} {args:?} failed");
+        out.stdout
+    }
+
+    #[test]
+    fn formats_are_detected_by_magic_and_decoded_including_concatenations() {
+        let data = sample();
+        let (a, b) = data.split_at(data.len() / 3);
+        for (tool, args, format) in [
+            ("gzip", &["-c"][..], Format::Gzip),
+            ("bzip2", &["-c"][..], Format::Bzip2),
+            ("xz", &["-c", "-T1"][..], Format::Xz),
+            ("zstd", &["-c", "-q"][..], Format::Zstd),
+        ] {
+            let mut both = system_compress(tool, args, a);
+            assert_eq!(Format::detect(&both), format, "{tool}");
+            both.extend(system_compress(tool, args, b));
+            let mut out = Vec::new();
+            format_decoder(format, &both[..])
+                .unwrap()
+                .read_to_end(&mut out)
+                .unwrap_or_else(|e| panic!("{tool}: {e}"));
+            assert!(out == data, "{tool}: decoded bytes differ");
+            // Cut short: an error, never a silently short result.
+            let cut = &both[..both.len() / 2];
+            let r = format_decoder(format, cut)
+                .unwrap()
+                .read_to_end(&mut Vec::new());
+            assert!(r.is_err(), "{tool}: truncated input decoded without error");
+        }
+        // A zstd skippable frame first (as some tools write metadata).
+        let mut skippable = vec![0x5a, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3];
+        skippable.extend(zstd::encode_all(a, 3).unwrap());
+        assert_eq!(Format::detect(&skippable), Format::Zstd);
+        assert_eq!(decode(Compression::Zstd, &skippable), a);
+        for plain in [&b"BZ"[..], b"\x1f\x8b", b"hello", b"", &data[..512]] {
+            assert_eq!(Format::detect(plain), Format::Plain, "{plain:?}");
+        }
+        assert_eq!(Format::from(Compression::Gzip), Format::Gzip);
+        assert_eq!(Format::Xz.name(), "xz");
     }
 
     fn encode(c: Compression, level: Option<i32>, threads: usize, data: &[u8]) -> Vec<u8> {

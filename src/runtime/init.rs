@@ -141,8 +141,19 @@ fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, ChildFailure> {
     if plan.init {
         sys::process::block_all_signals();
         let pid = sys::process::fork_raw().map_err(at(Stage::Init))?;
+        // Without a terminal the command leads its own process group, and
+        // init signals the group (as `tini -g`): a Ctrl-C then reaches a
+        // shell's foreground child as it would on a terminal (a build's RUN).
+        // Not when stdin is builder's own terminal: a process group that is
+        // not the terminal's foreground group would be stopped reading it.
+        // Both sides call setpgid, so neither the exec nor a signal can come
+        // first.
+        let group = plan.terminal.is_none() && !sys::tty::stdin_is_terminal();
+        if group {
+            let _ = sys::process::new_process_group(if pid == 0 { 0 } else { pid });
+        }
         if pid != 0 {
-            run_init(plan, pid);
+            run_init(plan, pid, group);
         }
     }
     sys::process::reset_signals();
@@ -208,9 +219,10 @@ fn exec(plan: &ChildPlan) -> ChildFailure {
 }
 
 /// A minimal init (`--init`): PID 1 forwards every signal to the command
-/// and reaps orphans; it exits with the command's status (128 + signal
-/// when killed), after which the kernel kills the rest of the namespace.
-fn run_init(plan: &ChildPlan, main: u32) -> ! {
+/// (to its process group when `group`) and reaps orphans; it exits with the
+/// command's status (128 + signal when killed), after which the kernel
+/// kills the rest of the namespace.
+fn run_init(plan: &ChildPlan, main: u32, group: bool) -> ! {
     // Our copy of the report pipe must go, or the parent would not see EOF
     // when the command's exec succeeds.
     if let Some(fd) = &plan.report {
@@ -224,6 +236,8 @@ fn run_init(plan: &ChildPlan, main: u32) -> ! {
                     sys::process::exit_now(code);
                 }
             }
+        } else if sig > 0 && group {
+            sys::process::kill_group(main, sig);
         } else if sig > 0 {
             sys::process::kill(main, sig);
         }

@@ -49,6 +49,15 @@ impl Transaction {
         self.dir.join("layer").join("diff")
     }
 
+    /// A directory for files the caller needs while preparing the commit
+    /// (an ADD's downloads); created on first use, removed with the
+    /// transaction.
+    pub fn scratch_dir(&self) -> Result<PathBuf, StoreError> {
+        let dir = self.dir.join("scratch");
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+        Ok(dir)
+    }
+
     /// Makes `dir` (a directory on the store's filesystem, e.g. a
     /// container's overlay upper after a build step) the transaction's
     /// layer directory, by rename: a layer made by a build is never

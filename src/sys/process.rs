@@ -204,6 +204,19 @@ pub fn kill(pid: u32, sig: i32) {
     unsafe { libc::kill(pid as libc::pid_t, sig) };
 }
 
+/// Sends `sig` to every process of process group `pgid`. Child-safe.
+pub fn kill_group(pgid: u32, sig: i32) {
+    // SAFETY: sending a signal has no memory-safety preconditions.
+    unsafe { libc::kill(-(pgid as libc::pid_t), sig) };
+}
+
+/// Makes `pid` (0: the caller) the leader of a new process group. Child-safe
+/// (a raw system call).
+pub fn new_process_group(pid: u32) -> Result<(), Errno> {
+    let pid = rustix::process::Pid::from_raw(pid as i32);
+    rustix::process::setpgid(pid, None)
+}
+
 /// How a child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitStatus {

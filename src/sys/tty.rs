@@ -85,6 +85,15 @@ pub fn is_terminal(fd: BorrowedFd<'_>) -> bool {
 }
 
 /// Rows and columns of the terminal `fd`, if it is one.
+/// Whether this process's stdin is a terminal. Child-safe: one ioctl, no
+/// allocation or lock (unlike `std::io::stdin()`).
+pub fn stdin_is_terminal() -> bool {
+    // SAFETY: the borrow lives only for this one ioctl; if fd 0 is closed
+    // the ioctl fails with EBADF, which reads as "not a terminal".
+    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    rustix::termios::isatty(stdin)
+}
+
 pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
     rustix::termios::tcgetwinsize(fd)
         .ok()

@@ -2,6 +2,7 @@
 
 mod support; // registries, fixtures, the builder runner (shared by all areas)
 
+mod add; // ADD of http(s) URLs against a loopback HTTP server: names, modes, mtimes, checksums, errors
 mod build_accept; // `builder build` images pass oci-image-tool, skopeo copy, umoci unpack = mount, and run
 mod build_buildah; // `builder build` vs `buildah bud` on every Containerfile example: rootfs and config
 mod check; // `builder check` detects every kind of store corruption it claims to

@@ -266,6 +266,16 @@ fn store_tree_matches_store_layout_md() {
         "true",
     ])
     .success();
+    // A build, so that the build cache exists too.
+    let ctx = env.scratch("ctx");
+    std::fs::write(ctx.join("f"), "x").unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!("FROM {busybox}\nCOPY f /f\nRUN echo built > /g\n"),
+    )
+    .unwrap();
+    env.builder(&["build", "-q", "-t", "built", ctx.to_str().unwrap()])
+        .success();
 
     let (found, undocumented) = walk_store(&env.root, &patterns);
     assert!(
@@ -337,9 +347,22 @@ fn store_tree_matches_store_layout_md() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    let built = env.builder(&["inspect", "built"]).success().json();
+    let built_layers: Vec<String> = built["config"]["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        built_layers.len(),
+        3,
+        "busybox + COPY + RUN: {built_layers:?}"
+    );
     let diff_ids: BTreeSet<String> = [bb, ml]
         .iter()
         .flat_map(|f| f.image().diff_ids.iter())
+        .chain(&built_layers)
         .map(|d| d.strip_prefix("sha256:").unwrap().to_string())
         .collect();
     assert_eq!(

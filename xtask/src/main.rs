@@ -420,13 +420,33 @@ fn demo() -> Result {
         ls.arg(&rootfs);
         run_silently(ls)?;
         run_silently(builder_cmd(&["umount", &image]))?;
+
+        println!("\nBuild the multi-stage example on top of it, run it, build again from cache:");
+        run_silently(builder_cmd(&["tag", &image, "busybox"]))?;
+        let example = root().join("Containerfile-examples/multi-stage");
+        let example_str = example.to_string_lossy().into_owned();
+        run_silently(builder_cmd(&["build", "-t", "demo/hello", &example_str]))?;
+        run_silently(builder_cmd(&["run", "--rm", "demo/hello"]))?;
+        run_silently(builder_cmd(&["build", "-t", "demo/hello", &example_str]))?;
+        run_silently(builder_cmd(&["images"]))?;
+        run_silently(builder_cmd(&["check"]))?;
+        println!(
+            "$ skopeo inspect oci:{}/oci:docker.io/demo/hello:latest",
+            store.display()
+        );
+        let mut skopeo = Command::new("skopeo");
+        skopeo.arg("inspect").arg(format!(
+            "oci:{}/oci:docker.io/demo/hello:latest",
+            store.display()
+        ));
+        run_silently(skopeo)?;
         drop(registry);
         Ok(())
     })();
     let _ = fs::remove_dir_all(&scratch);
     result?;
     println!(
-        "\ndemo finished: busybox pulled from a local registry, listed, inspected and checked"
+        "\ndemo finished: busybox pulled from a local registry, listed, inspected, checked; an image built on it, run, rebuilt from cache, and read by skopeo"
     );
     Ok(())
 }
