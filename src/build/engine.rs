@@ -727,7 +727,7 @@ impl Engine<'_> {
         if self.cache_allowed(stage_index)
             && let Some(record) = self
                 .store
-                .cache_get(&key.hex())
+                .cache_get(&self.record_key(&key))
                 .map_err(BuildError::store)?
             && self.store.has_blob(&record.layer.digest)
             && self.store.has_layer(&record.diff_id)

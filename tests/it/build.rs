@@ -32,9 +32,6 @@
 //! - prune and check of the cache (`prune_keeps_the_build_cache_until_all`,
 //!   `check_reports_a_cache_record_whose_layer_is_gone`);
 //! - multi-stage builds (`target_builds_only_the_stages_it_needs`).
-//!
-//! Tests marked `// BUG:` fail against the builder they were written for;
-//! the comment says what is wrong.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -584,11 +581,9 @@ fn no_cache_filter_reruns_only_that_stage() {
     assert_eq!(run_image(&env, "stages"), "base-ran\nfinal-ran\n");
 }
 
-// BUG: the engine's doc says "a hit reuses the layer and the history
-// entry's time, so a rebuild from cache gives the same image ID", but the
-// config's `created` and the history entries of metadata steps (CMD, ENV …)
-// are set to the current time on every build, so two identical builds that
-// hit the cache for every step give two image IDs (as of 0559cc6).
+// A hit reuses the layer and the history entry's time, and metadata steps
+// and the config take the newest layer's time, so a rebuild from cache
+// gives the same image ID (as BuildKit and `buildah bud --layers` do).
 #[test]
 fn a_rebuild_from_cache_gives_the_same_image() {
     let env = env_with_busybox();
@@ -693,10 +688,9 @@ CMD [\"cat\", \"/out/sorted\"]
     assert_eq!(run_image(env, "repro"), "a\nb\nc\n");
 }
 
-// BUG: cache hits ignore --timestamp / SOURCE_DATE_EPOCH. A hit reuses
-// the layer a build without the epoch made (mtimes of that build's time),
-// so a reproducible build in a warm store gives another image than in a
-// fresh one, with layer mtimes after the epoch (as of 0559cc6).
+// The timestamp is part of a cache record's name: a build with an epoch
+// never reuses a layer made without it (its mtimes are not clamped), so a
+// warm store gives the same image as a fresh one.
 #[test]
 fn epoch_build_in_a_warm_store_matches_a_fresh_store() {
     let containerfile = "FROM busybox\nCOPY list /list\nRUN sort /list > /sorted && touch /stamp\n";
@@ -1192,12 +1186,10 @@ fn zstd_layers_run() {
     assert_eq!(run_image(&env, "zstd"), "hello zstd\n");
 }
 
-// BUG: cache hits ignore --compression. The step cache is keyed on what a
-// step computes, and a hit reuses the recorded blob whatever its
-// compression, so after a gzip build `--compression zstd` gives gzip
-// layers, and after a zstd build `--format docker` (gzip by default) fails
-// with "layer … has media type `…+zstd`, which Docker schema 2 cannot
-// name; build with --format oci, or --compression gzip" (as of 0559cc6).
+// A step cached in one compression is reused in another: its unpacked
+// layer is diffed again into a blob of the asked compression (same DiffID),
+// so `--compression zstd` after a gzip build, and `--format docker` after
+// a zstd one, give the asked layers without rerunning anything.
 #[test]
 fn compression_applies_to_cached_steps_too() {
     let env = env_with_busybox();

@@ -126,10 +126,13 @@ fn steps_on_stderr_and_the_id_last_on_stdout() {
         again.stdout.lines().last().unwrap_or_default(),
         "{again}"
     );
-    // TODO(lead): `buildah bud --layers` (and Docker's classic builder) give
-    // a fully cached rebuild the ID of the first build; builder writes a new
-    // config (`created` and the history times are now), so the ID changes.
-    // If the first ID is what we want, assert it here.
+    // A fully cached rebuild is the same image, as with `buildah bud
+    // --layers` and BuildKit.
+    assert_eq!(
+        again.stdout.lines().last().unwrap_or_default(),
+        id,
+        "{again}"
+    );
 }
 
 /// A RUN exiting 3 fails the build with exit status 1; the message names the

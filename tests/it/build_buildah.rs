@@ -210,25 +210,7 @@ fn config_fields(image_config: &Value) -> BTreeMap<&'static str, Value> {
 /// and delete its line here; a listed line that no longer appears fails the
 /// test, so a fix cannot leave its entry behind, and any other difference
 /// still fails as usual.
-const KNOWN_BUILDER_BUGS: &[(&str, &str)] = &[
-    // TODO(lead): WORKDIR does not create its directory; the next RUN's
-    // runtime makes the missing cwd as root, so under `USER app` it is
-    // root's and `RUN touch x` in it fails with "Permission denied" (the
-    // example writes to `..` to get past that). buildah creates it at
-    // WORKDIR, owned by the USER, even when no RUN follows (BuildKit's
-    // WORKDIR is a mkdir as the USER too).
-    (
-        "user",
-        "rootfs /home/app/work: owner: expected 1000:1000, got 0:0",
-    ),
-    // TODO(lead): ADD of a local archive skips the archive's `./` entry;
-    // buildah (and Docker's untar) apply its owner and mode to the
-    // destination directory.
-    (
-        "add-archive",
-        "rootfs /opt/archive: owner: expected 1234:5678, got 0:0",
-    ),
-];
+const KNOWN_BUILDER_BUGS: &[(&str, &str)] = &[];
 
 /// Builds `name` (a build in `support::examples::ALL`) with buildah and with
 /// builder, and asserts that the two images have the same root filesystem
