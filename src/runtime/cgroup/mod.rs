@@ -477,17 +477,23 @@ fn remove_parent_if_empty(parent: &Path) {
     if parent.file_name() != Some(std::ffi::OsStr::new(PARENT)) {
         return;
     }
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(PARENT_LOCK);
-    let _exclusive = match lock {
-        Ok(f) => match f.try_lock() {
-            Ok(()) => Some(f),
-            Err(_) => return,
-        },
-        Err(_) => None,
+    // Only the machine's real cgroup tree is shared with runc (the unit
+    // tests' fake roots are not).
+    let _exclusive = if parent.starts_with(ROOT) {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PARENT_LOCK);
+        match lock {
+            Ok(f) => match f.try_lock() {
+                Ok(()) => Some(f),
+                Err(_) => return,
+            },
+            Err(_) => None,
+        }
+    } else {
+        None
     };
     match std::fs::remove_dir(parent) {
         Ok(()) => {}
