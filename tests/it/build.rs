@@ -1497,3 +1497,31 @@ fn target_builds_only_the_stages_it_needs() {
     assert!(has_line(&b.run.stderr, "extra-ran"), "{}", b.run);
     assert_eq!(run_image(&env, "extra"), "1\n2\n3\nfrom-the-helper-image\n");
 }
+
+/// A base image missing from the store is pulled with the build's pull
+/// options (`--pull=missing` by default; `--tls-verify=false` for the plain
+/// local registry), and `--pull=never` refuses to.
+#[test]
+fn a_missing_base_image_is_pulled_with_the_pull_options() {
+    let env = TestEnv::new();
+    let (reference, _) = serve_fixture("busybox");
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Containerfile",
+            &format!(
+                "FROM {reference}\nRUN echo pulled-and-built > /out\nCMD [\"cat\", \"/out\"]\n"
+            ),
+        )],
+    );
+    let never = build(&env, &ctx, &["-t", "p", "--pull=never"]).failure();
+    assert!(never.stderr.contains("not in the store"), "{never}");
+    build_ok(&env, &ctx, &["-t", "p", "--tls-verify=false"]);
+    let names = env.builder(&["images", "--json"]).success().stdout;
+    assert!(
+        names.contains(&reference),
+        "the base was not stored: {names}"
+    );
+    assert_eq!(run_image(&env, "p"), "pulled-and-built\n");
+}
