@@ -21,6 +21,7 @@ pub mod store; // content-addressed blobs (an OCI layout), image records, unpack
 pub mod check; // store verification: blobs re-hashed, layer dirs against inventories
 pub mod container; // image -> overlay rootfs in the store -> one process -> teardown (`run`, RUN steps)
 pub mod pull; // reference -> registry -> store
+pub mod push; // store -> registry: HEAD, cross-repo mount or upload per blob, then the manifest
 pub mod rootfs; // an image's layers as one overlay mount
 
 // Layer 3: building images.

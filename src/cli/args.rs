@@ -32,6 +32,8 @@ pub enum Command {
     Build(Box<BuildArgs>),
     /// Pull an image from a registry into the store
     Pull(PullArgs),
+    /// Push an image from the store to a registry
+    Push(PushArgs),
     /// List images in the store
     Images(ImagesArgs),
     /// Show an image's manifest, config and identity as JSON
@@ -102,6 +104,47 @@ pub struct PullArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Blobs the registry has are skipped; blobs that another repository of the same \
+                  registry holds are mounted from it instead of uploaded. Without --compression \
+                  the manifest is pushed byte for byte, so the image keeps its digest. The pushed \
+                  manifest digest is printed on stdout."
+)]
+pub struct PushArgs {
+    /// Image name or ID in the store
+    pub image: String,
+
+    /// Where to push, e.g. registry.example.com/team/app:1.2 [default: the image's own name]
+    pub destination: Option<String>,
+
+    /// Also write the pushed manifest digest to FILE
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+
+    /// Recompress layers that are compressed otherwise (changes their digests and the manifest's)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub compression: Option<PushCompression>,
+
+    /// Print only the manifest digest
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// How many blobs to push at once
+    #[arg(long, default_value_t = crate::push::DEFAULT_CONCURRENCY, value_name = "N")]
+    pub jobs: usize,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Layer compression for `push --compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PushCompression {
+    Gzip,
+    Zstd,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ mod mount; // overlay mounts (new API and legacy), guards
 mod progress; // what `builder pull` prints: bars on a terminal, lines in CI, -q
 mod pull; // `builder pull` end to end: rootfs vs umoci, TLS/auth, platforms, kill -9, concurrency
 mod pull_faults; // `builder pull` through the fault proxy: Bearer challenge, tampered blobs
+mod push; // `builder push` end to end: peers read it, digests kept, HEAD-skips, mounts, chunks, cuts, Bearer, TLS
 mod registry; // the registry client against docker-registry and the fault proxy
 mod run; // `builder run` / `ps` / `rm` end to end: exit codes, signals, pty, users, teardown after kill -9, runc parity
 mod runtime; // the container runtime on a busybox overlay rootfs: isolation, limits, users, exit codes, runc parity

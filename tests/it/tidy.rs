@@ -27,6 +27,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "pull",
         &["registry", "store", "layer", "oci", "reference", "progress"],
     ),
+    // `push` re-encodes layers for `--compression`, so it uses `layer`.
+    (
+        "push",
+        &[
+            "registry",
+            "store",
+            "layer",
+            "oci",
+            "reference",
+            "progress",
+            "sys",
+        ],
+    ),
     ("check", &["store", "layer", "oci"]),
     ("rootfs", &["store", "mount", "oci"]),
     (

@@ -9,6 +9,7 @@ mod images;
 mod login;
 mod mount;
 mod pull;
+mod push;
 mod run;
 
 use std::process::ExitCode;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ps(args) => containers::ps(&open(LockMode::Shared)?, args),
         Command::Rm(args) => containers::rm(&open(LockMode::Shared)?, args),
         Command::Pull(args) => pull::pull(&open(LockMode::Shared)?, args),
+        Command::Push(args) => push::push(&open(LockMode::Shared)?, args),
         Command::Images(args) => images::images(&open(LockMode::Shared)?, args),
         Command::Inspect(args) => images::inspect(&open(LockMode::Shared)?, args),
         Command::Tag(args) => images::tag(&open(LockMode::Shared)?, args),
