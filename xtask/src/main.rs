@@ -1158,7 +1158,9 @@ fn bench_push(args: &[String]) -> Result {
         c
     };
     let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let result = (|| -> Result<(Vec<(String, f64)>, Vec<(String, f64)>)> {
+    /// (tool, median seconds) of the cold pushes, then of the warm ones.
+    type Medians = (Vec<(String, f64)>, Vec<(String, f64)>);
+    let result = (|| -> Result<Medians> {
         // builder's store: a pull from a registry that is gone afterwards, so
         // the image's name offers no mount source in the destination.
         let src = start_registry(&scratch.join("src-registry"))?;
