@@ -503,6 +503,14 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
 
+    /// Push every -t name to its registry after the build
+    #[arg(long)]
+    pub push: bool,
+
+    /// Also export the image: type=registry (= --push), type=oci,dest=FILE|DIR/ (OCI archive, or an OCI layout for a path ending in / or an existing directory), type=docker,dest=FILE (docker-archive)
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE[,dest=PATH]")]
+    pub outputs: Vec<String>,
+
     /// Print only the image ID
     #[arg(short, long)]
     pub quiet: bool,

@@ -1525,3 +1525,51 @@ fn a_missing_base_image_is_pulled_with_the_pull_options() {
     );
     assert_eq!(run_image(&env, "p"), "pulled-and-built\n");
 }
+
+/// `--push` (and `--output type=registry`) pushes every `-t` name after the
+/// build; skopeo reads what was pushed, and its digest is the one builder
+/// prints.
+#[test]
+fn push_sends_every_name_to_its_registry() {
+    let env = env_with_busybox();
+    let registry = crate::support::registry::Registry::shared();
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            (
+                "Containerfile",
+                "FROM busybox\nCOPY f /f\nCMD [\"cat\", \"/f\"]\n",
+            ),
+            ("f", "pushed by build\n"),
+        ],
+    );
+    let first = registry.reference("built/one:1");
+    let second = registry.reference("built/two:2");
+    let run = build_ok(
+        &env,
+        &ctx,
+        &["-t", &first, "-t", &second, "--push", "--tls-verify=false"],
+    );
+    for name in [&first, &second] {
+        assert!(
+            run.run.stderr.contains(&format!("Pushed {name}")),
+            "{}",
+            run.run
+        );
+        let raw = process::run_ok({
+            let mut c = std::process::Command::new("skopeo");
+            c.args(["inspect", "--tls-verify=false", "--raw"])
+                .arg(format!("docker://{name}"));
+            c
+        });
+        let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(
+            manifest["config"]["digest"].as_str(),
+            Some(run.id.as_str()),
+            "{name}: {raw}"
+        );
+    }
+    let bad = build(&env, &ctx, &["--push"]).failure();
+    assert!(bad.stderr.contains("needs at least one -t"), "{bad}");
+}
