@@ -101,6 +101,8 @@ pub enum ArchiveError {
     Store(#[from] StoreError),
     #[error("`{}` is not an image archive: {reason}", path.display())]
     NotAnArchive { path: PathBuf, reason: String },
+    #[error("archive `{}` is damaged: {reason}", path.display())]
+    Damaged { path: PathBuf, reason: String },
     #[error("read `{entry}` in the archive")]
     Read {
         entry: String,

@@ -396,26 +396,33 @@ fn write_docker_layer(
         reporter,
         digest: &layer.digest,
     });
-    let tar_digest = {
+    let copied = {
         let decoder = layer::compression::decoder(compression, &mut blob).map_err(read_err)?;
         let mut tar = HashingReader::new(decoder);
         match sink.streamed(entry, &mut tar) {
-            Ok(_) => {}
-            Err(CopyError::Read(e)) => return Err(ArchiveError::io("decompress", &path, e)),
-            Err(CopyError::Write(e)) => return Err(e),
+            Ok(_) => tar.finish().map(|(d, _)| d).map_err(CopyError::Read),
+            Err(e) => Err(e),
         }
-        tar.finish().map_err(read_err)?.0
     };
     // The decoder may stop before the blob's last bytes: hash those too.
+    // A blob that does not hash to its digest is the root cause of any
+    // decompression error, so it is checked first.
     let (blob_digest, _) = blob.finish().map_err(read_err)?;
-    for (expected, actual) in [(&layer.digest, blob_digest), (&diff_id.0, tar_digest)] {
-        if *expected != actual {
-            return Err(ArchiveError::StoreCorrupt {
-                image: image.label.clone(),
-                digest: expected.clone(),
-                actual,
-            });
-        }
+    let corrupt = |digest: &Digest, actual| ArchiveError::StoreCorrupt {
+        image: image.label.clone(),
+        digest: digest.clone(),
+        actual,
+    };
+    if blob_digest != layer.digest {
+        return Err(corrupt(&layer.digest, blob_digest));
+    }
+    let tar_digest = match copied {
+        Ok(d) => d,
+        Err(CopyError::Read(e)) => return Err(ArchiveError::io("decompress", &path, e)),
+        Err(CopyError::Write(e)) => return Err(e),
+    };
+    if tar_digest != diff_id.0 {
+        return Err(corrupt(&diff_id.0, tar_digest));
     }
     reporter.blob_done(&layer.digest, BlobOutcome::Downloaded);
     Ok(())

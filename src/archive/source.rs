@@ -219,6 +219,10 @@ fn index_tar(file: &File, path: &Path) -> Result<BTreeMap<String, Member>, Archi
         path: path.to_path_buf(),
         reason,
     };
+    let damaged = |reason: String| ArchiveError::Damaged {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut archive = tar::Archive::new(file);
     let entries = archive
         .entries_with_seek()
@@ -226,11 +230,14 @@ fn index_tar(file: &File, path: &Path) -> Result<BTreeMap<String, Member>, Archi
     let mut members = BTreeMap::new();
     for entry in entries {
         let entry = entry.map_err(|e| {
-            not_tar(if members.is_empty() {
-                format!("not a tar file: {e}")
+            if members.is_empty() {
+                not_tar(format!("not a tar file: {e}"))
             } else {
-                format!("the tar is damaged after {} members: {e}", members.len())
-            })
+                damaged(format!(
+                    "the tar is truncated or corrupt after {} members: {e}",
+                    members.len()
+                ))
+            }
         })?;
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let Some(name) = normalise(&raw_name) else {
@@ -242,7 +249,7 @@ fn index_tar(file: &File, path: &Path) -> Result<BTreeMap<String, Member>, Archi
                 let offset = entry.raw_file_position();
                 let size = entry.size();
                 if offset.checked_add(size).is_none_or(|end| end > len) {
-                    return Err(not_tar(format!(
+                    return Err(damaged(format!(
                         "it is truncated: member `{name}` ends past the end of the file"
                     )));
                 }

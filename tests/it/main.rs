@@ -3,6 +3,7 @@
 mod support; // registries, fixtures, the builder runner (shared by all areas)
 
 mod add; // ADD of http(s) URLs against a loopback HTTP server: names, modes, mtimes, checksums, errors
+mod archive; // `builder save` / `load` with podman, skopeo, umoci as peers: formats, round trips, tampering
 mod check; // `builder check` detects every kind of store corruption it claims to
 mod containerfile; // `builder containerfile parse`: JSON dump = golden files, errors, stdin, default names
 mod crafted; // hand-edited images: repeated layers, one blob with two diffIDs
