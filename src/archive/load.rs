@@ -849,3 +849,53 @@ fn parse<T: serde::de::DeserializeOwned>(entry: &str, bytes: &[u8]) -> Result<T,
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(annotations: &[(&str, &str)]) -> Descriptor {
+        let mut d = Descriptor::new(media_type::OCI_MANIFEST, Digest::of_bytes(b"m"), 1);
+        d.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        d
+    }
+
+    #[test]
+    fn names_come_from_references_not_bare_tags() {
+        let mut ignored = Vec::new();
+        let full = entry(&[(REF_NAME_ANNOTATION, "example.com/a/b:1")]);
+        assert_eq!(
+            name_from_annotations(&full, &mut ignored).as_deref(),
+            Some("example.com/a/b:1")
+        );
+        let short = entry(&[(REF_NAME_ANNOTATION, "busybox:1.36")]);
+        assert_eq!(
+            name_from_annotations(&short, &mut ignored).as_deref(),
+            Some("docker.io/library/busybox:1.36")
+        );
+        assert!(ignored.is_empty());
+        // Docker 25: a bare tag in ref.name, the name in containerd's.
+        let docker = entry(&[
+            (REF_NAME_ANNOTATION, "latest"),
+            (
+                CONTAINERD_NAME_ANNOTATION,
+                "docker.io/library/alpine:latest",
+            ),
+        ]);
+        assert_eq!(
+            name_from_annotations(&docker, &mut ignored).as_deref(),
+            Some("docker.io/library/alpine:latest")
+        );
+        let bare = entry(&[(REF_NAME_ANNOTATION, "latest")]);
+        assert_eq!(name_from_annotations(&bare, &mut ignored), None);
+        assert_eq!(ignored.len(), 1, "{ignored:?}");
+        let invalid = entry(&[(REF_NAME_ANNOTATION, "Bad/Name:x")]);
+        assert_eq!(name_from_annotations(&invalid, &mut ignored), None);
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+    }
+}

@@ -305,3 +305,83 @@ fn temp_beside<T>(
     let made = make(&parent).map_err(|e| ArchiveError::io("create temp file in", &parent, e))?;
     Ok((made, parent))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of entry reads back with the tar crate, including a
+    /// streamed one whose header was patched after its data.
+    #[test]
+    fn tar_sink_entries_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        let mut sink: Box<dyn Sink> = Box::new(TarSink::create(&dest).unwrap());
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        sink.dir("d").unwrap();
+        sink.bytes("d/small", b"hello").unwrap();
+        let mut r = &big[..];
+        assert_eq!(sink.streamed("d/streamed", &mut r).ok(), Some(70_000));
+        let mut r = &big[..1000];
+        assert!(sink.sized("sized", 1000, &mut r).is_ok());
+        // Nothing at the destination until finish.
+        assert!(!dest.exists());
+        sink.finish().unwrap();
+
+        let mut archive = tar::Archive::new(File::open(&dest).unwrap());
+        let mut seen = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            assert_eq!(entry.header().mtime().unwrap(), 0);
+            seen.push((name, data));
+        }
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["d/", "d/small", "d/streamed", "sized"]);
+        assert_eq!(seen[1].1, b"hello");
+        assert_eq!(seen[2].1, big);
+        assert_eq!(seen[3].1, &big[..1000]);
+        assert_eq!(
+            fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+    }
+
+    /// A source shorter than announced is a read error, and a sink that is
+    /// dropped unfinished leaves nothing at the destination.
+    #[test]
+    fn short_sources_fail_and_unfinished_sinks_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        let mut sink: Box<dyn Sink> = Box::new(TarSink::create(&dest).unwrap());
+        let mut short: &[u8] = b"0123456789";
+        assert!(matches!(
+            sink.sized("short", 11, &mut short),
+            Err(CopyError::Read(_))
+        ));
+        drop(sink);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn dir_sink_refuses_a_non_empty_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), b"x").unwrap();
+        assert!(matches!(
+            DirSink::create(dir.path()),
+            Err(ArchiveError::DestinationExists { .. })
+        ));
+        assert!(matches!(
+            DirSink::create(&dir.path().join("f")),
+            Err(ArchiveError::DestinationExists { .. })
+        ));
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        let mut sink: Box<dyn Sink> = Box::new(DirSink::create(&empty).unwrap());
+        sink.bytes("a", b"1").unwrap();
+        sink.finish().unwrap();
+        assert_eq!(fs::read(empty.join("a")).unwrap(), b"1");
+    }
+}
