@@ -9,7 +9,7 @@
 //! duplicate layers) are followed inside the archive. A compressed archive
 //! (`docker save | gzip`) cannot be read by offset: it is decompressed once
 //! into a store transaction's scratch directory, which goes away with the
-//! load.
+//! load; so is standard input (`-i -`), which cannot seek either.
 //!
 //! Member names are normalised (`./a//b` is `a/b`); a name with `..` that
 //! would leave the archive, or an absolute one, is never found. A directory
@@ -26,6 +26,9 @@ use std::path::{Path, PathBuf};
 use super::ArchiveError;
 use crate::layer::compression::{Format as Compressed, MAGIC_LEN, format_decoder};
 use crate::store::{Store, Transaction};
+
+/// The input name that means standard input.
+pub(super) const STDIN: &str = "-";
 
 /// How many links are followed to find one member.
 const MAX_LINKS: usize = 16;
@@ -67,6 +70,23 @@ pub(super) struct Opened<'a> {
 impl Source {
     /// Opens `path`: a directory, a tar file, or a compressed tar file.
     pub(super) fn read_from(path: &Path, store: &Store) -> Result<Source, ArchiveError> {
+        if path == Path::new(STDIN) {
+            let mut stdin = io::stdin().lock();
+            let mut head = [0u8; MAGIC_LEN];
+            let mut n = 0;
+            while n < head.len() {
+                match stdin.read(&mut head[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ArchiveError::io("read", path, e)),
+                }
+            }
+            let compressed = Compressed::detect(&head[..n]);
+            let reader = io::Cursor::new(head[..n].to_vec()).chain(stdin);
+            let (file, txn) = spool(reader, compressed, path, store)?;
+            return Self::tar(path, file, Some(txn));
+        }
         let meta = std::fs::metadata(path).map_err(|e| ArchiveError::io("open", path, e))?;
         if meta.is_dir() {
             let fd =
@@ -80,26 +100,14 @@ impl Source {
         let mut head = [0u8; MAGIC_LEN];
         let n = read_head(&file, &mut head).map_err(|e| ArchiveError::io("read", path, e))?;
         let compressed = Compressed::detect(&head[..n]);
-        let (file, scratch) = if compressed == Compressed::Plain {
-            (file, None)
-        } else {
-            let txn = store.begin()?;
-            let dir = txn.scratch_dir()?;
-            let copy_path = dir.join("archive.tar");
-            let mut copy =
-                File::create(&copy_path).map_err(|e| ArchiveError::io("create", &copy_path, e))?;
-            let source = File::open(path).map_err(|e| ArchiveError::io("open", path, e))?;
-            let mut decoder = format_decoder(compressed, source)
-                .map_err(|e| ArchiveError::io("read", path, e))?;
-            io::copy(&mut decoder, &mut copy).map_err(|e| ArchiveError::NotAnArchive {
-                path: path.to_path_buf(),
-                reason: format!("cannot decompress it as {}: {e}", compressed.name()),
-            })?;
-            drop(copy);
-            let file =
-                File::open(&copy_path).map_err(|e| ArchiveError::io("open", &copy_path, e))?;
-            (file, Some(txn))
-        };
+        if compressed == Compressed::Plain {
+            return Self::tar(path, file, None);
+        }
+        let (file, txn) = spool(file, compressed, path, store)?;
+        Self::tar(path, file, Some(txn))
+    }
+
+    fn tar(path: &Path, file: File, scratch: Option<Transaction>) -> Result<Source, ArchiveError> {
         let members = index_tar(&file, path)?;
         Ok(Source {
             path: path.to_path_buf(),
@@ -195,6 +203,33 @@ impl Source {
             })?;
         Ok(Some(bytes))
     }
+}
+
+/// Copies (decoding `compressed`) `reader` into a file in a new
+/// transaction's scratch directory, for reading by offset.
+fn spool<R: Read>(
+    reader: R,
+    compressed: Compressed,
+    path: &Path,
+    store: &Store,
+) -> Result<(File, Transaction), ArchiveError> {
+    let txn = store.begin()?;
+    let dir = txn.scratch_dir()?;
+    let copy_path = dir.join("archive.tar");
+    let mut copy =
+        File::create(&copy_path).map_err(|e| ArchiveError::io("create", &copy_path, e))?;
+    let mut decoder =
+        format_decoder(compressed, reader).map_err(|e| ArchiveError::io("read", path, e))?;
+    io::copy(&mut decoder, &mut copy).map_err(|e| ArchiveError::Damaged {
+        path: path.to_path_buf(),
+        reason: match compressed {
+            Compressed::Plain => format!("read: {e}"),
+            c => format!("cannot decompress it as {}: {e}", c.name()),
+        },
+    })?;
+    drop(copy);
+    let file = File::open(&copy_path).map_err(|e| ArchiveError::io("open", &copy_path, e))?;
+    Ok((file, txn))
 }
 
 /// The first bytes of `file`, read without moving its offset.

@@ -188,7 +188,7 @@ pub enum ArchiveFormatArg {
                   archive gives it no name; name such an image with `builder tag ID NAME`."
 )]
 pub struct LoadArgs {
-    /// The archive file or layout directory
+    /// The archive file or layout directory; `-` reads the archive from stdin
     #[arg(short = 'i', long, value_name = "FILE")]
     pub input: PathBuf,
 

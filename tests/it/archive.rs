@@ -771,3 +771,52 @@ fn save_of_a_corrupt_blob_fails_and_leaves_no_file() {
         );
     }
 }
+
+/// `docker save IMAGE | gzip | builder load -i -`: the archive from stdin,
+/// compressed, as CI pipelines pipe it.
+#[test]
+fn load_reads_a_compressed_archive_from_stdin() {
+    let (env, images) = env_with(&["derived"]);
+    let (reference, fixture) = &images[0];
+    let archive = env.scratch("out").join("derived.tar");
+    env.builder(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        reference,
+    ])
+    .success();
+    let mut gzip = Command::new("gzip");
+    gzip.arg(&archive);
+    process::run_ok(gzip);
+    let gz = PathBuf::from(format!("{}.gz", archive.display()));
+
+    let fresh = TestEnv::new();
+    let mut cmd = fresh.command(&["load", "-i", "-"]);
+    cmd.stdin(fs::File::open(&gz).unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = process::spawn(cmd).unwrap().wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "load from stdin: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), reference);
+    assert_eq!(
+        inspect(&fresh, reference)["id"],
+        fixture.image().config_digest
+    );
+    let run = fresh
+        .builder(&["run", "--rm", reference, "cat", "/etc/derived"])
+        .success();
+    assert_eq!(run.out(), "derived from busybox");
+    assert_eq!(
+        entries(&fresh.root, "tmp"),
+        Vec::<String>::new(),
+        "scratch copy removed"
+    );
+    fresh.assert_check_clean();
+}
