@@ -820,3 +820,63 @@ fn load_reads_a_compressed_archive_from_stdin() {
     );
     fresh.assert_check_clean();
 }
+
+/// `kill -9` at spread-out moments of a load of the large image (~180 MB
+/// of layer tars, 25k files): right after the kill the store is consistent
+/// and names no image; the next command cleans up, and a new load
+/// completes the image.
+#[test]
+fn killed_loads_leave_no_image_and_a_consistent_store() {
+    let (env, images) = env_with(&["large"]);
+    let (reference, fixture) = &images[0];
+    let archive = env.scratch("out").join("large.tar");
+    env.builder(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        archive.to_str().unwrap(),
+        reference,
+    ])
+    .success();
+    let archive = archive.to_str().unwrap();
+
+    let timing = TestEnv::new();
+    let started = std::time::Instant::now();
+    timing.builder(&["load", "-q", "-i", archive]).success();
+    let full = started.elapsed();
+    drop(timing);
+
+    let mut killed = 0;
+    for fraction in [0.1, 0.3, 0.5, 0.7, 0.9] {
+        let fresh = TestEnv::new();
+        let mut child = fresh.spawn(&["load", "-q", "-i", archive]);
+        let delay = full.mul_f64(fraction);
+        let exited = process::wait_for(delay, || child.try_wait().unwrap());
+        process::kill_and_wait(&mut child);
+        fresh.assert_check_clean();
+        if exited.is_none() {
+            killed += 1;
+            assert_eq!(
+                image_names(&fresh),
+                Vec::<String>::new(),
+                "killed after {delay:?}: no image is named before every layer is in"
+            );
+            // What a killed load staged or committed is garbage to prune.
+            fresh.builder(&["prune"]).success();
+            assert_eq!(entries(&fresh.root, "tmp"), Vec::<String>::new());
+            assert_eq!(entries(&fresh.root, "layers"), Vec::<String>::new());
+        }
+        fresh.builder(&["load", "-q", "-i", archive]).success();
+        assert_eq!(
+            inspect(&fresh, reference)["id"],
+            fixture.image().config_digest,
+            "load after a kill at {delay:?}"
+        );
+        fresh.assert_check_clean();
+    }
+    assert!(
+        killed >= 3,
+        "only {killed} of 5 kills landed during a load ({full:?})"
+    );
+}
