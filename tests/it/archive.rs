@@ -371,6 +371,38 @@ fn load_reads_podman_save_in_both_formats() {
             &format!("gzipped podman docker-archive {name}"),
         );
     }
+
+    // Both images in one archive (`podman save -m`): both load, named.
+    let (derived, dv) = serve_fixture("derived");
+    let (multilayer, ml) = serve_fixture("multilayer");
+    let multi = out.join("multi.tar");
+    podman.run(&[
+        "save",
+        "-m",
+        "--format",
+        "docker-archive",
+        "-o",
+        multi.to_str().unwrap(),
+        &derived,
+        &multilayer,
+    ]);
+    let fresh = TestEnv::new();
+    let run = fresh
+        .builder(&["load", "-i", multi.to_str().unwrap()])
+        .success();
+    let mut printed: Vec<&str> = run.out().lines().collect();
+    printed.sort();
+    let mut want = vec![derived.as_str(), multilayer.as_str()];
+    want.sort();
+    assert_eq!(printed, want, "{run}");
+    for (reference, fixture) in [(&derived, dv), (&multilayer, ml)] {
+        assert_eq!(
+            inspect(&fresh, reference)["id"],
+            fixture.image().config_digest
+        );
+    }
+    assert_mount_equals(&fresh, &multilayer, &umoci_rootfs(&fresh, ml, "multi"));
+    fresh.assert_check_clean();
 }
 
 /// `skopeo copy docker://… oci-archive:FILE:NAME`.
