@@ -1573,3 +1573,62 @@ fn push_sends_every_name_to_its_registry() {
     let bad = build(&env, &ctx, &["--push"]).failure();
     assert!(bad.stderr.contains("needs at least one -t"), "{bad}");
 }
+
+/// `--output type=oci,dest=FILE` writes an OCI archive, `dest=DIR/` an OCI
+/// layout, `type=docker,dest=FILE` a docker-archive; skopeo reads each,
+/// with the built image's config.
+#[test]
+fn outputs_write_archives_and_layouts_that_skopeo_reads() {
+    let env = env_with_busybox();
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            (
+                "Containerfile",
+                "FROM busybox\nCOPY f /f\nCMD [\"cat\", \"/f\"]\n",
+            ),
+            ("f", "exported\n"),
+        ],
+    );
+    let out = env.scratch("out");
+    let oci_tar = out.join("image.oci.tar");
+    let oci_dir = format!("{}/layout/", out.display());
+    let docker_tar = out.join("image.docker.tar");
+    let run = build_ok(
+        &env,
+        &ctx,
+        &[
+            "-t",
+            "exported:1",
+            "--output",
+            &format!("type=oci,dest={}", oci_tar.display()),
+            "--output",
+            &format!("type=oci,dest={oci_dir}"),
+            "-o",
+            &format!("type=docker,dest={}", docker_tar.display()),
+        ],
+    );
+    let skopeo_config = |source: String| -> Value {
+        let mut c = Command::new("skopeo");
+        c.args(["inspect", "--config"]).arg(&source);
+        serde_json::from_str(&process::run_ok(c)).unwrap()
+    };
+    let want = inspect(&env, "exported:1")["config"].clone();
+    for source in [
+        format!("oci-archive:{}", oci_tar.display()),
+        format!("oci:{oci_dir}"),
+        format!("docker-archive:{}", docker_tar.display()),
+    ] {
+        let config = skopeo_config(source.clone());
+        assert_eq!(config["rootfs"], want["rootfs"], "{source}");
+        assert_eq!(config["config"]["Cmd"], want["config"]["Cmd"], "{source}");
+    }
+    assert!(
+        run.run.stderr.contains("Wrote docker-archive"),
+        "{}",
+        run.run
+    );
+    let bad = build(&env, &ctx, &["-o", "type=tarball"]).failure();
+    assert!(bad.stderr.contains("invalid --output"), "{bad}");
+}

@@ -231,8 +231,33 @@ fn export(
             Ok(())
         }
         Output::Oci(path) | Output::Docker(path) => {
-            let _ = (store, path);
-            bail!("--output type=oci/docker is not available yet")
+            use crate::archive::{Format, SaveImage, save};
+            let format = match output {
+                Output::Docker(_) => Format::DockerArchive,
+                _ if path.is_dir() || path.to_string_lossy().ends_with('/') => Format::OciDir,
+                _ => Format::OciArchive,
+            };
+            let images: Vec<SaveImage> = if built.names.is_empty() {
+                vec![SaveImage {
+                    name: None,
+                    manifest: built.image.named.clone(),
+                }]
+            } else {
+                built
+                    .names
+                    .iter()
+                    .map(|n| SaveImage {
+                        name: Some(n.clone()),
+                        manifest: built.image.named.clone(),
+                    })
+                    .collect()
+            };
+            save(store, &images, format, path, reporter)
+                .with_context(|| format!("write the image to `{}`", path.display()))?;
+            if !args.quiet {
+                eprintln!("Wrote {} {}", format.name(), path.display());
+            }
+            Ok(())
         }
     }
 }
