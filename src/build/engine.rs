@@ -83,6 +83,8 @@ pub struct BuildOptions {
     /// What identifies "the same Containerfile" across builds, for
     /// `--explain-cache` (the file's and the context's absolute paths).
     pub identity: String,
+    /// A registry cache to take hits from (`--cache-from`).
+    pub cache_from: Option<std::sync::Arc<super::remote_cache::RemoteCache>>,
 }
 
 impl BuildOptions {
@@ -101,6 +103,7 @@ impl BuildOptions {
             compression: Compression::Gzip,
             timestamp: None,
             identity: identity.into(),
+            cache_from: None,
         }
     }
 }
@@ -115,6 +118,9 @@ pub struct Built {
     pub steps_cached: usize,
     /// Containers started (RUN steps that ran).
     pub containers_started: usize,
+    /// The cache records of the layer steps of every stage built (record
+    /// key → record), for `--cache-to`.
+    pub cache_records: BTreeMap<String, CacheRecord>,
 }
 
 /// The state of a stage after some of its steps.
@@ -212,10 +218,12 @@ pub fn build(
         steps_run: 0,
         steps_cached: 0,
         containers_started: 0,
+        used_records: BTreeMap::new(),
     };
     let state = engine.stage(target, None)?;
     engine.check_interrupt()?;
 
+    engine.materialize(&state.layers)?;
     let mut config = state.config.image.clone();
     config.created = Some(engine.created_at(&state));
     config.rootfs.kind = "layers".into();
@@ -236,6 +244,7 @@ pub fn build(
         steps_run: engine.steps_run,
         steps_cached: engine.steps_cached,
         containers_started: engine.containers_started,
+        cache_records: engine.used_records,
     })
 }
 
@@ -266,9 +275,56 @@ struct Engine<'a> {
     steps_run: usize,
     steps_cached: usize,
     containers_started: usize,
+    used_records: BTreeMap<String, CacheRecord>,
 }
 
 impl Engine<'_> {
+    /// Makes sure every layer of `layers` is in the store: a hit from the
+    /// registry cache is downloaded only now, when something needs it.
+    fn materialize(&self, layers: &[LayerRef]) -> Result<(), BuildError> {
+        for layer in layers {
+            if self.store.has_layer(&layer.diff_id) && self.store.has_blob(&layer.blob.digest) {
+                continue;
+            }
+            match &self.opts.cache_from {
+                Some(remote) => remote.fetch_layer(self.store, layer)?,
+                None => {
+                    return Err(BuildError::LayerMissing {
+                        at: At::default(),
+                        image: "the build cache".into(),
+                        diff_id: layer.diff_id.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The record of a layer step: the local cache, else the same step
+    /// cached in another compression (re-encoded), else the registry cache.
+    fn find_record(
+        &self,
+        state: &ImageState,
+        key: &CacheKey,
+    ) -> Result<Option<CacheRecord>, BuildError> {
+        if let Some(r) = self
+            .store
+            .cache_get(&self.record_key(key))
+            .map_err(BuildError::store)?
+            && self.store.has_blob(&r.layer.digest)
+            && self.store.has_layer(&r.diff_id)
+        {
+            return Ok(Some(r));
+        }
+        if let Some(r) = self.recompressed(state, key)? {
+            return Ok(Some(r));
+        }
+        Ok(self
+            .opts
+            .cache_from
+            .as_ref()
+            .and_then(|remote| remote.get(&self.record_key(key)).cloned()))
+    }
     fn check_interrupt(&self) -> Result<(), BuildError> {
         if self.signals.drain().is_empty() {
             Ok(())
@@ -724,14 +780,14 @@ impl Engine<'_> {
             return Ok(false);
         }
         let key = state.key.clone();
-        if self.cache_allowed(stage_index)
-            && let Some(record) = self
-                .store
-                .cache_get(&self.record_key(&key))
-                .map_err(BuildError::store)?
-            && self.store.has_blob(&record.layer.digest)
-            && self.store.has_layer(&record.diff_id)
-        {
+        let found = if self.cache_allowed(stage_index) {
+            self.find_record(state, &key)?
+        } else {
+            None
+        };
+        if let Some(record) = found {
+            self.used_records
+                .insert(self.record_key(&key), record.clone());
             state.layers.push(LayerRef {
                 blob: record.layer,
                 diff_id: record.diff_id,
@@ -747,6 +803,19 @@ impl Engine<'_> {
             self.reporter.step(&StepEvent::Cached { id: id.clone() });
             return Ok(true);
         }
+        // State made of registry-cache hits not downloaded yet: the build
+        // that exported them ran this very step on the same state, and it
+        // has no record, so the directory existed and no layer is needed.
+        // (Looking would mean downloading layers nothing else may need.)
+        if state
+            .layers
+            .iter()
+            .any(|l| !self.store.has_layer(&l.diff_id))
+            && self.opts.cache_from.is_some()
+        {
+            return Ok(false);
+        }
+        self.materialize(&state.layers)?;
         let view = View::mount(self.store, &state.diff_ids(), &state.name)?;
         let root = view.path();
         let rel = crate::runtime::plan::resolve_in_root(&root, std::path::Path::new(&workdir))
@@ -795,17 +864,16 @@ impl Engine<'_> {
             .history
             .last()
             .expect("WORKDIR's history entry was just added");
+        let record = CacheRecord {
+            layer: layer.blob.clone(),
+            diff_id: layer.diff_id.clone(),
+            created: history.created.clone(),
+            created_by: history.created_by.clone().unwrap_or_default(),
+        };
         self.store
-            .cache_put(
-                &self.record_key(&key),
-                &CacheRecord {
-                    layer: layer.blob.clone(),
-                    diff_id: layer.diff_id.clone(),
-                    created: history.created.clone(),
-                    created_by: history.created_by.clone().unwrap_or_default(),
-                },
-            )
+            .cache_put(&self.record_key(&key), &record)
             .map_err(BuildError::store)?;
+        self.used_records.insert(self.record_key(&key), record);
         state.layers.push(layer);
         self.steps_run += 1;
         Ok(false)
@@ -844,20 +912,11 @@ impl Engine<'_> {
         if !self.cache_allowed(stage_index) {
             return Ok(false);
         }
-        let record = match self
-            .store
-            .cache_get(&self.record_key(key))
-            .map_err(BuildError::store)?
-        {
-            Some(r) => r,
-            None => match self.recompressed(state, key)? {
-                Some(r) => r,
-                None => return Ok(false),
-            },
-        };
-        if !self.store.has_blob(&record.layer.digest) || !self.store.has_layer(&record.diff_id) {
+        let Some(record) = self.find_record(state, key)? else {
             return Ok(false);
-        }
+        };
+        self.used_records
+            .insert(self.record_key(key), record.clone());
         state.layers.push(LayerRef {
             blob: record.layer.clone(),
             diff_id: record.diff_id.clone(),
@@ -966,17 +1025,16 @@ impl Engine<'_> {
     ) -> Result<(), BuildError> {
         let created = self.created();
         state.time = Some(created.clone());
+        let record = CacheRecord {
+            layer: layer.blob.clone(),
+            diff_id: layer.diff_id.clone(),
+            created: Some(created.clone()),
+            created_by: created_by.clone(),
+        };
         self.store
-            .cache_put(
-                &self.record_key(&key),
-                &CacheRecord {
-                    layer: layer.blob.clone(),
-                    diff_id: layer.diff_id.clone(),
-                    created: Some(created.clone()),
-                    created_by: created_by.clone(),
-                },
-            )
+            .cache_put(&self.record_key(&key), &record)
             .map_err(BuildError::store)?;
+        self.used_records.insert(self.record_key(&key), record);
         state.layers.push(layer);
         state.config.image.history.push(crate::oci::image::History {
             created: Some(created),
@@ -1064,6 +1122,7 @@ impl Engine<'_> {
         }
         self.explain(id, stage_index, &key_text, &args, &[], &parent);
 
+        self.materialize(&state.layers)?;
         let step_text = format!("{id} {}", first_line(&located.source));
         let c = state.container_config();
         let env: Vec<String> = scope
@@ -1180,16 +1239,16 @@ impl Engine<'_> {
                 }
                 ImageSource::Stage(j) => {
                     let s = self.stage(j, Some(loc.clone()))?;
-                    (Some(s.diff_ids()), Some(format!("stage {}", s.key.hex())))
+                    (
+                        Some(s.layers.clone()),
+                        Some(format!("stage {}", s.key.hex())),
+                    )
                 }
                 ImageSource::Scratch => (Some(Vec::new()), Some("scratch".to_string())),
                 ImageSource::Image(name) => {
                     let platform = self.opts.platform.clone();
                     let (image_id, _, layers) = self.image_parts(&name, &platform, &loc)?;
-                    (
-                        Some(layers.into_iter().map(|l| l.diff_id).collect::<Vec<_>>()),
-                        Some(format!("image {image_id}")),
-                    )
+                    (Some(layers), Some(format!("image {image_id}")))
                 }
             },
         };
@@ -1225,6 +1284,7 @@ impl Engine<'_> {
             (None, Vec::new())
         } else if has_url {
             // Downloads happen while planning: plan once, for real.
+            self.materialize(&state.layers)?;
             let v = View::mount(self.store, &state.diff_ids(), &state.name)?;
             let rootfs = v.path();
             let plan = plan_copy(
@@ -1278,8 +1338,13 @@ impl Engine<'_> {
         }
         self.explain(id, stage_index, &key_text, &[], &files, &parent);
 
+        self.materialize(&state.layers)?;
         let from_view = match &from_layers {
-            Some(layers) => Some(View::mount(self.store, layers, "copy --from")?),
+            Some(layers) => {
+                self.materialize(layers)?;
+                let ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
+                Some(View::mount(self.store, &ids, "copy --from")?)
+            }
             None => None,
         };
         let from_ctx = match &from_view {

@@ -570,6 +570,14 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
 
+    /// After the build, push its cache (every layer step's record and layer) to REGISTRY/REPOSITORY[:TAG] (tag default `buildcache`)
+    #[arg(long, value_name = "REF")]
+    pub cache_to: Option<String>,
+
+    /// Take cache hits from a cache pushed with --cache-to; layers are downloaded only when needed
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Option<String>,
+
     /// Also export the image: type=registry (= --push), type=oci,dest=FILE|DIR/ (OCI archive, or an OCI layout for a path ending in / or an existing directory), type=docker,dest=FILE (docker-archive)
     #[arg(short = 'o', long = "output", value_name = "type=TYPE[,dest=PATH]")]
     pub outputs: Vec<String>,

@@ -1632,3 +1632,71 @@ fn outputs_write_archives_and_layouts_that_skopeo_reads() {
     let bad = build(&env, &ctx, &["-o", "type=tarball"]).failure();
     assert!(bad.stderr.contains("invalid --output"), "{bad}");
 }
+
+/// `--cache-to` pushes the build's cache to a registry; a fresh store with
+/// `--cache-from` then hits every step, runs nothing, produces the same
+/// image, and downloads only the layers the final image needs: the layers
+/// of a build stage it only copies from stay in the registry.
+#[test]
+fn a_registry_cache_makes_a_fresh_store_hit_every_step() {
+    let registry = crate::support::registry::Registry::shared();
+    let cache = registry.reference("cache/registry-cache-test");
+    let containerfile = "\
+FROM busybox AS compile
+WORKDIR /src
+RUN echo compiled > artifact && head -c 100000 /dev/urandom > noise
+FROM busybox
+COPY --from=compile /src/artifact /artifact
+COPY app.txt /app.txt
+RUN cat /artifact /app.txt > /both
+CMD [\"cat\", \"/both\"]
+";
+    let files = [("Containerfile", containerfile), ("app.txt", "app\n")];
+    let a = env_with_busybox();
+    let ctx_a = context(&a, "ctx", &files);
+    let first = build_ok(
+        &a,
+        &ctx_a,
+        &["-t", "cached", "--cache-to", &cache, "--tls-verify=false"],
+    );
+    assert!(
+        first.run.stderr.contains("Exported 5 cache records"),
+        "{}",
+        first.run
+    );
+
+    let b = env_with_busybox();
+    let ctx_b = context(&b, "elsewhere", &files);
+    let before: BTreeSet<String> = dir_entries(&b.root.join("layers"));
+    let second = build_ok(
+        &b,
+        &ctx_b,
+        &["-t", "cached", "--cache-from", &cache, "--tls-verify=false"],
+    );
+    assert_eq!(second.id, first.id, "{}", second.run);
+    assert_eq!(second.steps.counts(), (0, 5), "{}", second.run);
+    assert!(
+        !second.run.stderr.contains("DONE"),
+        "a step ran:\n{}",
+        second.run
+    );
+    assert_eq!(run_image(&b, "cached"), "compiled\napp\n");
+    // Store B holds busybox's layer and the final image's three, not the
+    // compile stage's WORKDIR and RUN layers.
+    let final_layers: BTreeSet<String> = diff_ids(&b, "cached")
+        .iter()
+        .map(|d| d.strip_prefix("sha256:").unwrap().to_string())
+        .collect();
+    let after: BTreeSet<String> = dir_entries(&b.root.join("layers"));
+    assert_eq!(
+        after, final_layers,
+        "store B downloaded layers the image does not need"
+    );
+    assert_eq!(before.len(), 1, "busybox only: {before:?}");
+    let all_a: BTreeSet<String> = dir_entries(&a.root.join("layers"));
+    assert_eq!(
+        all_a.len(),
+        6,
+        "store A made both stages' layers: {all_a:?}"
+    );
+}

@@ -83,6 +83,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "containerfile",
             "pull",
+            "ingest",
             "container",
             "rootfs",
             "store",

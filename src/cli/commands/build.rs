@@ -115,6 +115,36 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<ExitCode> {
     if outputs.contains(&Output::Registry) && opts.names.is_empty() {
         bail!("--push needs at least one -t REGISTRY/REPOSITORY:TAG to push to");
     }
+    let cache_ref = |r: &str| -> Result<crate::reference::ImageRef> {
+        // A cache reference without a tag means `:buildcache`, not `:latest`.
+        let with_tag =
+            if r.contains('@') || r.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+                r.to_string()
+            } else {
+                format!("{r}:buildcache")
+            };
+        Ok(crate::reference::ImageRef::parse(&with_tag)?)
+    };
+    if let Some(from) = &args.cache_from {
+        let source = cache_ref(from)?;
+        let client = super::registry_client(&args.registry)?;
+        match build::remote_cache::RemoteCache::import(client, source) {
+            Ok(remote) => {
+                if !args.quiet {
+                    eprintln!("Imported {} cache records from {from}", remote.len());
+                }
+                opts.cache_from = Some(std::sync::Arc::new(remote));
+            }
+            // A missing cache is normal on a first build: warn and go on.
+            Err(e) if !args.quiet => {
+                eprintln!(
+                    "warning: no build cache from `{from}`: {:#}",
+                    anyhow::Error::from(e)
+                )
+            }
+            Err(_) => {}
+        }
+    }
     let images = CliImages {
         policy: args.pull,
         registry: &args.registry,
@@ -141,6 +171,18 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<ExitCode> {
     }
     for output in &outputs {
         export(store, &built, output, &args, reporter.as_ref())?;
+    }
+    if let Some(to) = &args.cache_to {
+        let target = cache_ref(to)?;
+        let client = super::registry_client(&args.registry)?;
+        let digest = build::remote_cache::export(&client, store, &target, &built.cache_records)
+            .with_context(|| format!("push the build cache to `{to}`"))?;
+        if !args.quiet {
+            eprintln!(
+                "Exported {} cache records to {target} ({digest})",
+                built.cache_records.len()
+            );
+        }
     }
     if !args.quiet {
         let names = if built.names.is_empty() {
