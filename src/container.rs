@@ -618,6 +618,9 @@ impl<'s> Container<'s> {
             }
         }
         let signals = sys::signal::SignalPipe::open().map_err(err)?;
+        // Keeps the shared cgroup parents from being removed while runc
+        // creates this container's cgroup below them.
+        let parents = cgroup::hold_parents();
         let mut child = sys::process::spawn_tied(cmd).map_err(err)?;
         let status = loop {
             use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -636,6 +639,7 @@ impl<'s> Container<'s> {
             }
         };
         drop(signals);
+        drop(parents);
         // runc removes its cgroups but not the shared `builder/` parents.
         if let Ok(mode) = cgroup::host_mode() {
             let _ = cgroup::remove_everywhere(

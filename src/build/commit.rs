@@ -72,6 +72,37 @@ pub fn commit_dir(
     })
 }
 
+/// A new blob for an unpacked build layer, in another compression: the
+/// layer directory (an adopted upper, in overlay format) is diffed again
+/// against `lowers`. The tar is the same as the first time (same tree,
+/// same rules), which the DiffID proves; `None` if it is not.
+pub fn recompress(
+    store: &Store,
+    diff_id: &DiffId,
+    lowers: &[PathBuf],
+    opts: &DiffOptions,
+) -> Result<Option<LayerRef>, BuildError> {
+    let txn = store.begin().map_err(BuildError::store)?;
+    let blob_path = txn.blob_path();
+    let file = txn.create_blob().map_err(BuildError::store)?;
+    let diffed = layer::diff(&store.layer_diff_path(diff_id), lowers, &file, opts)
+        .map_err(BuildError::layer)?;
+    if &diffed.diff_id != diff_id {
+        tracing::debug!(layer = %diff_id, got = %diffed.diff_id, "layer re-diffed to another tar; not reused");
+        return Ok(None);
+    }
+    file.sync_all()
+        .map_err(|e| BuildError::write(&blob_path, e))?;
+    drop(file);
+    store
+        .commit_blob(&txn, &diffed.digest)
+        .map_err(BuildError::store)?;
+    Ok(Some(LayerRef {
+        blob: Descriptor::new(diffed.media_type, diffed.digest, diffed.size),
+        diff_id: diffed.diff_id,
+    }))
+}
+
 /// What [`write_image`] stored.
 #[derive(Debug, Clone)]
 pub struct WrittenImage {

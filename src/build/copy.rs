@@ -619,16 +619,32 @@ fn extract(src: &Path, format: Format, upper: &Path, dest: &Path) -> Result<(), 
     let file = File::open(src).map_err(|e| BuildError::io(src, e))?;
     let mut reader =
         layer::compression::format_decoder(format, file).map_err(|e| BuildError::io(src, e))?;
-    layer::unpack(&mut reader, scratch.path(), &Default::default()).map_err(|source| {
-        BuildError::Extract {
-            at: At::default(),
-            source_path: label.clone(),
-            source,
-        }
-    })?;
+    let unpacked =
+        layer::unpack(&mut reader, scratch.path(), &Default::default()).map_err(|source| {
+            BuildError::Extract {
+                at: At::default(),
+                source_path: label.clone(),
+                source,
+            }
+        })?;
+    // The archive's `./` entry describes the destination directory itself.
+    let root_meta = if unpacked.root_entry {
+        Some(std::fs::symlink_metadata(scratch.path()).map_err(|e| BuildError::io(src, e))?)
+    } else {
+        None
+    };
     let target = upper.join(dest);
     std::fs::create_dir_all(&target).map_err(|e| BuildError::write(&target, e))?;
-    merge(scratch.path(), &target)
+    merge(scratch.path(), &target)?;
+    if let Some(md) = root_meta {
+        use std::os::unix::fs::MetadataExt;
+        let w = |e| BuildError::write(&target, e);
+        std::os::unix::fs::lchown(&target, Some(md.uid()), Some(md.gid())).map_err(w)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+            .map_err(w)?;
+        set_mtime(&target, (md.mtime(), md.mtime_nsec() as u32)).map_err(w)?;
+    }
+    Ok(())
 }
 
 /// Moves the contents of `from` into `to`, merging directories.

@@ -83,6 +83,8 @@ pub struct BuildOptions {
     /// What identifies "the same Containerfile" across builds, for
     /// `--explain-cache` (the file's and the context's absolute paths).
     pub identity: String,
+    /// A registry cache to take hits from (`--cache-from`).
+    pub cache_from: Option<std::sync::Arc<super::remote_cache::RemoteCache>>,
 }
 
 impl BuildOptions {
@@ -101,6 +103,7 @@ impl BuildOptions {
             compression: Compression::Gzip,
             timestamp: None,
             identity: identity.into(),
+            cache_from: None,
         }
     }
 }
@@ -115,6 +118,9 @@ pub struct Built {
     pub steps_cached: usize,
     /// Containers started (RUN steps that ran).
     pub containers_started: usize,
+    /// The cache records of the layer steps of every stage built (record
+    /// key → record), for `--cache-to`.
+    pub cache_records: BTreeMap<String, CacheRecord>,
 }
 
 /// The state of a stage after some of its steps.
@@ -125,6 +131,11 @@ struct ImageState {
     key: CacheKey,
     /// For container records: the stage or image this came from.
     name: String,
+    /// When the newest layer of the state was made (a cached step keeps
+    /// its original time; a base image brings its own `created`). Metadata
+    /// steps and the config take it, so a rebuild from cache gives the same
+    /// image ID, as with BuildKit.
+    time: Option<String>,
 }
 
 impl ImageState {
@@ -207,12 +218,14 @@ pub fn build(
         steps_run: 0,
         steps_cached: 0,
         containers_started: 0,
+        used_records: BTreeMap::new(),
     };
     let state = engine.stage(target, None)?;
     engine.check_interrupt()?;
 
+    engine.materialize(&state.layers)?;
     let mut config = state.config.image.clone();
-    config.created = Some(engine.created());
+    config.created = Some(engine.created_at(&state));
     config.rootfs.kind = "layers".into();
     config.rootfs.diff_ids = state.diff_ids();
     reporter.step(&StepEvent::Committing {
@@ -231,6 +244,7 @@ pub fn build(
         steps_run: engine.steps_run,
         steps_cached: engine.steps_cached,
         containers_started: engine.containers_started,
+        cache_records: engine.used_records,
     })
 }
 
@@ -261,9 +275,56 @@ struct Engine<'a> {
     steps_run: usize,
     steps_cached: usize,
     containers_started: usize,
+    used_records: BTreeMap<String, CacheRecord>,
 }
 
 impl Engine<'_> {
+    /// Makes sure every layer of `layers` is in the store: a hit from the
+    /// registry cache is downloaded only now, when something needs it.
+    fn materialize(&self, layers: &[LayerRef]) -> Result<(), BuildError> {
+        for layer in layers {
+            if self.store.has_layer(&layer.diff_id) && self.store.has_blob(&layer.blob.digest) {
+                continue;
+            }
+            match &self.opts.cache_from {
+                Some(remote) => remote.fetch_layer(self.store, layer)?,
+                None => {
+                    return Err(BuildError::LayerMissing {
+                        at: At::default(),
+                        image: "the build cache".into(),
+                        diff_id: layer.diff_id.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The record of a layer step: the local cache, else the same step
+    /// cached in another compression (re-encoded), else the registry cache.
+    fn find_record(
+        &self,
+        state: &ImageState,
+        key: &CacheKey,
+    ) -> Result<Option<CacheRecord>, BuildError> {
+        if let Some(r) = self
+            .store
+            .cache_get(&self.record_key(key))
+            .map_err(BuildError::store)?
+            && self.store.has_blob(&r.layer.digest)
+            && self.store.has_layer(&r.diff_id)
+        {
+            return Ok(Some(r));
+        }
+        if let Some(r) = self.recompressed(state, key)? {
+            return Ok(Some(r));
+        }
+        Ok(self
+            .opts
+            .cache_from
+            .as_ref()
+            .and_then(|remote| remote.get(&self.record_key(key)).cloned()))
+    }
     fn check_interrupt(&self) -> Result<(), BuildError> {
         if self.signals.drain().is_empty() {
             Ok(())
@@ -272,12 +333,39 @@ impl Engine<'_> {
         }
     }
 
-    /// `created` for history and config: the fixed timestamp, or now.
+    /// `created` for a step that makes something now: the fixed
+    /// timestamp, or now.
     fn created(&self) -> String {
         match self.opts.timestamp {
             Some(t) => time::rfc3339(t, 0),
             None => time::now_rfc3339(),
         }
+    }
+
+    /// `created` for a metadata step and the config: the fixed timestamp,
+    /// else the time of the state's newest layer (see [`ImageState::time`]).
+    fn created_at(&self, state: &ImageState) -> String {
+        match (self.opts.timestamp, &state.time) {
+            (Some(t), _) => time::rfc3339(t, 0),
+            (None, Some(t)) => t.clone(),
+            (None, None) => time::now_rfc3339(),
+        }
+    }
+
+    /// The name of a step's record in the store's cache: the step's key
+    /// (which depends only on the build's inputs) with the options that
+    /// change the layer's bytes, so a hit always has the form asked for.
+    fn record_key(&self, key: &CacheKey) -> String {
+        self.record_key_for(key, self.opts.compression)
+    }
+
+    fn record_key_for(&self, key: &CacheKey, compression: Compression) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"builder-cache-record-v1\0");
+        h.update(key.hex().as_bytes());
+        h.update(format!("\0{compression:?}\0{:?}", self.opts.timestamp).as_bytes());
+        hex::encode(h.finalize())
     }
 
     fn location(&self, line: usize) -> Location {
@@ -417,6 +505,7 @@ impl Engine<'_> {
             layers: Vec::new(),
             key: CacheKey::base("scratch"),
             name: "scratch".into(),
+            time: None,
         }
     }
 
@@ -429,12 +518,13 @@ impl Engine<'_> {
     ) -> Result<ImageState, BuildError> {
         let (image_id, config, layers) = self.image_parts(name, platform, at)?;
         let mut config = config;
-        config.created = None;
+        let time = config.created.take();
         Ok(ImageState {
             config: StageConfig::new(config),
             layers,
             key: CacheKey::base(&image_id.to_string()),
             name: name.to_string(),
+            time,
         })
     }
 
@@ -630,7 +720,7 @@ impl Engine<'_> {
             Instruction::Onbuild(o) => Metadata::Onbuild(o.source.clone()),
             Instruction::Maintainer(m) => Metadata::Maintainer(m.clone()),
         };
-        let created = self.created();
+        let created = self.created_at(state);
         state
             .config
             .apply(&meta, Some(created))
@@ -669,6 +759,123 @@ impl Engine<'_> {
         .key();
         self.record_step(stage_index, id, &key_text, &key, &state.key, &[], &[]);
         state.key = key;
+        if matches!(meta, Metadata::Workdir(_)) {
+            return self.workdir_layer(state, id, stage_index);
+        }
+        Ok(false)
+    }
+
+    /// WORKDIR creates its directory, owned by the USER, when the image
+    /// lacks it, as BuildKit and Buildah do: a layer holding the new
+    /// directories (and, unchanged, the existing ones above them), under
+    /// the WORKDIR step's key. Returns whether it came from the cache.
+    fn workdir_layer(
+        &mut self,
+        state: &mut ImageState,
+        id: &StepId,
+        stage_index: usize,
+    ) -> Result<bool, BuildError> {
+        let workdir = state.workdir();
+        if workdir == "/" {
+            return Ok(false);
+        }
+        let key = state.key.clone();
+        let found = if self.cache_allowed(stage_index) {
+            self.find_record(state, &key)?
+        } else {
+            None
+        };
+        if let Some(record) = found {
+            self.used_records
+                .insert(self.record_key(&key), record.clone());
+            state.layers.push(LayerRef {
+                blob: record.layer,
+                diff_id: record.diff_id,
+            });
+            if let Some(h) = state.config.image.history.last_mut() {
+                h.empty_layer = false;
+                if self.opts.timestamp.is_none() && record.created.is_some() {
+                    h.created = record.created.clone();
+                    state.time = record.created;
+                }
+            }
+            self.steps_cached += 1;
+            self.reporter.step(&StepEvent::Cached { id: id.clone() });
+            return Ok(true);
+        }
+        // State made of registry-cache hits not downloaded yet: the build
+        // that exported them ran this very step on the same state, and it
+        // has no record, so the directory existed and no layer is needed.
+        // (Looking would mean downloading layers nothing else may need.)
+        if state
+            .layers
+            .iter()
+            .any(|l| !self.store.has_layer(&l.diff_id))
+            && self.opts.cache_from.is_some()
+        {
+            return Ok(false);
+        }
+        self.materialize(&state.layers)?;
+        let view = View::mount(self.store, &state.diff_ids(), &state.name)?;
+        let root = view.path();
+        let rel = crate::runtime::plan::resolve_in_root(&root, std::path::Path::new(&workdir))
+            .map_err(|e| BuildError::io(&workdir, e))?;
+        if root.join(&rel).is_dir() {
+            return Ok(false);
+        }
+        let user = state.container_config().user.clone().unwrap_or_default();
+        let owner = if user.is_empty() {
+            (0, 0)
+        } else {
+            let u = crate::runtime::user::resolve(&root, &user).map_err(|source| {
+                BuildError::Chown {
+                    at: At::default(),
+                    value: user.clone(),
+                    source,
+                }
+            })?;
+            (u.uid, u.gid)
+        };
+        let txn = self.store.begin().map_err(BuildError::store)?;
+        let layer_dir = txn.layer_dir();
+        make_workdir(&root, &layer_dir, &rel, owner)?;
+        drop(view);
+        let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
+        let layer = commit::commit_dir(
+            self.store,
+            &txn,
+            &layer_dir,
+            &lowers,
+            &self.diff_options(Vec::new()),
+        )?;
+        let history = state
+            .config
+            .image
+            .history
+            .last_mut()
+            .expect("WORKDIR's history entry was just added");
+        history.empty_layer = false;
+        let created = self.created();
+        history.created = Some(created.clone());
+        state.time = Some(created);
+        let history = state
+            .config
+            .image
+            .history
+            .last()
+            .expect("WORKDIR's history entry was just added");
+        let record = CacheRecord {
+            layer: layer.blob.clone(),
+            diff_id: layer.diff_id.clone(),
+            created: history.created.clone(),
+            created_by: history.created_by.clone().unwrap_or_default(),
+        };
+        self.store
+            .cache_put(&self.record_key(&key), &record)
+            .map_err(BuildError::store)?;
+        self.used_records.insert(self.record_key(&key), record);
+        state.layers.push(layer);
+        self.steps_run += 1;
         Ok(false)
     }
 
@@ -705,25 +912,24 @@ impl Engine<'_> {
         if !self.cache_allowed(stage_index) {
             return Ok(false);
         }
-        let Some(record) = self
-            .store
-            .cache_get(&key.hex())
-            .map_err(BuildError::store)?
-        else {
+        let Some(record) = self.find_record(state, key)? else {
             return Ok(false);
         };
-        if !self.store.has_blob(&record.layer.digest) || !self.store.has_layer(&record.diff_id) {
-            return Ok(false);
-        }
+        self.used_records
+            .insert(self.record_key(key), record.clone());
         state.layers.push(LayerRef {
             blob: record.layer.clone(),
             diff_id: record.diff_id.clone(),
         });
+        let created = match self.opts.timestamp {
+            Some(_) => Some(self.created()),
+            None => record.created.clone(),
+        };
+        if created.is_some() {
+            state.time = created.clone();
+        }
         state.config.image.history.push(crate::oci::image::History {
-            created: match self.opts.timestamp {
-                Some(_) => Some(self.created()),
-                None => record.created.clone(),
-            },
+            created,
             created_by: Some(record.created_by.clone()),
             comment: Some("buildkit.dockerfile.v0".into()),
             ..Default::default()
@@ -732,6 +938,51 @@ impl Engine<'_> {
         self.steps_cached += 1;
         self.reporter.step(&StepEvent::Cached { id: id.clone() });
         Ok(true)
+    }
+
+    /// The step cached in another compression, its layer re-diffed into a
+    /// blob of the asked one (and recorded): cheaper than running the step
+    /// again, and the layer stays the same.
+    fn recompressed(
+        &self,
+        state: &ImageState,
+        key: &CacheKey,
+    ) -> Result<Option<CacheRecord>, BuildError> {
+        for other in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            if other == self.opts.compression {
+                continue;
+            }
+            let Some(record) = self
+                .store
+                .cache_get(&self.record_key_for(key, other))
+                .map_err(BuildError::store)?
+            else {
+                continue;
+            };
+            if !self.store.has_layer(&record.diff_id) {
+                continue;
+            }
+            let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
+            let Some(layer) = commit::recompress(
+                self.store,
+                &record.diff_id,
+                &lowers,
+                &self.diff_options(Vec::new()),
+            )?
+            else {
+                continue;
+            };
+            let converted = CacheRecord {
+                layer: layer.blob,
+                diff_id: layer.diff_id,
+                ..record
+            };
+            self.store
+                .cache_put(&self.record_key(key), &converted)
+                .map_err(BuildError::store)?;
+            return Ok(Some(converted));
+        }
+        Ok(None)
     }
 
     /// After a miss: says why, when asked.
@@ -773,17 +1024,17 @@ impl Engine<'_> {
         created_by: String,
     ) -> Result<(), BuildError> {
         let created = self.created();
+        state.time = Some(created.clone());
+        let record = CacheRecord {
+            layer: layer.blob.clone(),
+            diff_id: layer.diff_id.clone(),
+            created: Some(created.clone()),
+            created_by: created_by.clone(),
+        };
         self.store
-            .cache_put(
-                &key.hex(),
-                &CacheRecord {
-                    layer: layer.blob.clone(),
-                    diff_id: layer.diff_id.clone(),
-                    created: Some(created.clone()),
-                    created_by: created_by.clone(),
-                },
-            )
+            .cache_put(&self.record_key(&key), &record)
             .map_err(BuildError::store)?;
+        self.used_records.insert(self.record_key(&key), record);
         state.layers.push(layer);
         state.config.image.history.push(crate::oci::image::History {
             created: Some(created),
@@ -871,6 +1122,7 @@ impl Engine<'_> {
         }
         self.explain(id, stage_index, &key_text, &args, &[], &parent);
 
+        self.materialize(&state.layers)?;
         let step_text = format!("{id} {}", first_line(&located.source));
         let c = state.container_config();
         let env: Vec<String> = scope
@@ -969,40 +1221,54 @@ impl Engine<'_> {
         let chmod = copy.chmod.map(|w| cf.expand(w, scope)).transpose()?;
 
         // Where sources come from: the context, or another stage's or
-        // image's root filesystem, mounted read-only for the step.
-        let from_layers = match &copy.from {
-            None => None,
-            Some(from) => Some(match cf.resolve_from(from) {
+        // image's root filesystem. The key is computed without mounting
+        // anything: for the context, from a plan against an empty root
+        // (the parent key already covers the image the files land in, and
+        // `--chown` enters as written); for `--from`, from the source
+        // stage's key or image ID and the paths (BuildKit keys them so
+        // too). So a hit mounts nothing, and a build from a remote cache
+        // never needs a skipped stage's layers.
+        let (from_layers, from_identity) = match &copy.from {
+            None => (None, None),
+            Some(from) => match cf.resolve_from(from) {
                 ImageSource::Stage(j) if j == stage_index => {
                     return Err(BuildError::StageCycle {
                         at: At::default(),
                         stage: from.clone(),
                     });
                 }
-                ImageSource::Stage(j) => self.stage(j, Some(loc.clone()))?.diff_ids(),
-                ImageSource::Scratch => Vec::new(),
+                ImageSource::Stage(j) => {
+                    let s = self.stage(j, Some(loc.clone()))?;
+                    (
+                        Some(s.layers.clone()),
+                        Some(format!("stage {}", s.key.hex())),
+                    )
+                }
+                ImageSource::Scratch => (Some(Vec::new()), Some("scratch".to_string())),
                 ImageSource::Image(name) => {
                     let platform = self.opts.platform.clone();
-                    self.image_parts(&name, &platform, &loc)?
-                        .2
-                        .into_iter()
-                        .map(|l| l.diff_id)
-                        .collect()
+                    let (image_id, _, layers) = self.image_parts(&name, &platform, &loc)?;
+                    (Some(layers), Some(format!("image {image_id}")))
                 }
-            }),
+            },
         };
-        let from_view = match &from_layers {
-            Some(layers) => Some(View::mount(self.store, layers, "copy --from")?),
-            None => None,
-        };
-        let from_ctx = match &from_view {
-            Some(v) => Some(Context::directory(&v.path())?),
-            None => None,
-        };
-        let ctx = from_ctx.as_ref().unwrap_or(self.ctx);
-        let view = View::mount(self.store, &state.diff_ids(), &state.name)?;
         let workdir = state.workdir();
-        let rootfs = view.path();
+        let has_url = copy.add
+            && sources
+                .iter()
+                .any(|s| matches!(s, CopySource::Path(p) if super::remote::is_url(p)));
+        let keyword = if copy.add { "ADD" } else { "COPY" };
+        let source_words: Vec<String> = sources
+            .iter()
+            .map(|s| match s {
+                CopySource::Path(p) => p.clone(),
+                CopySource::Heredoc { name, .. } => format!("<<{name}"),
+            })
+            .collect();
+        let key_text = format!(
+            "{keyword} from={from_identity:?} chown={chown:?} chmod={chmod:?} checksum={:?} workdir={workdir:?} sources={source_words:?} dest={dest:?}",
+            copy.checksum
+        );
         // The layer's transaction, begun before planning: an ADD downloads
         // its URLs into the transaction's scratch dir while planning (the
         // cache key covers the bytes received).
@@ -1012,29 +1278,57 @@ impl Engine<'_> {
         } else {
             None
         };
-        let opts = CopyOptions {
-            scratch: scratch.as_deref(),
-            checksum: copy.checksum.clone(),
-            sources,
-            dest: dest.clone(),
-            workdir: &workdir,
-            chown: chown.clone(),
-            chmod: chmod.clone(),
-            add: copy.add,
-            rootfs: &rootfs,
+        let mut view = None;
+        let mut planned = None;
+        let (content, files) = if from_identity.is_some() {
+            (None, Vec::new())
+        } else if has_url {
+            // Downloads happen while planning: plan once, for real.
+            self.materialize(&state.layers)?;
+            let v = View::mount(self.store, &state.diff_ids(), &state.name)?;
+            let rootfs = v.path();
+            let plan = plan_copy(
+                self.ctx,
+                &CopyOptions {
+                    scratch: scratch.as_deref(),
+                    checksum: copy.checksum.clone(),
+                    sources: sources.clone(),
+                    dest: dest.clone(),
+                    workdir: &workdir,
+                    chown: chown.clone(),
+                    chmod: chmod.clone(),
+                    add: copy.add,
+                    rootfs: &rootfs,
+                },
+            )?;
+            let (c, f) = plan.content()?;
+            view = Some(v);
+            planned = Some(plan);
+            (Some(c), f)
+        } else {
+            let empty = self.store.empty_dir();
+            let plan = plan_copy(
+                self.ctx,
+                &CopyOptions {
+                    scratch: None,
+                    checksum: copy.checksum.clone(),
+                    sources: sources.clone(),
+                    dest: dest.clone(),
+                    workdir: &workdir,
+                    chown: None,
+                    chmod: None,
+                    add: copy.add,
+                    rootfs: &empty,
+                },
+            )?;
+            let (c, f) = plan.content()?;
+            (Some(c), f)
         };
-        let plan = plan_copy(ctx, &opts)?;
-        let (content, files) = plan.content()?;
-        let keyword = if copy.add { "ADD" } else { "COPY" };
-        let key_text = format!(
-            "{keyword} from={:?} chown={chown:?} chmod={chmod:?} checksum={:?} dest={dest:?}",
-            copy.from, copy.checksum
-        );
         let key = StepInputs {
             parent: &state.key,
             instruction: &key_text,
             args: &[],
-            content: Some(&content),
+            content: content.as_ref(),
         }
         .key();
         let parent = state.key.clone();
@@ -1043,6 +1337,43 @@ impl Engine<'_> {
             return Ok(true);
         }
         self.explain(id, stage_index, &key_text, &[], &files, &parent);
+
+        self.materialize(&state.layers)?;
+        let from_view = match &from_layers {
+            Some(layers) => {
+                self.materialize(layers)?;
+                let ids: Vec<_> = layers.iter().map(|l| l.diff_id.clone()).collect();
+                Some(View::mount(self.store, &ids, "copy --from")?)
+            }
+            None => None,
+        };
+        let from_ctx = match &from_view {
+            Some(v) => Some(Context::directory(&v.path())?),
+            None => None,
+        };
+        let ctx = from_ctx.as_ref().unwrap_or(self.ctx);
+        let view = match view {
+            Some(v) => v,
+            None => View::mount(self.store, &state.diff_ids(), &state.name)?,
+        };
+        let rootfs = view.path();
+        let plan = match planned {
+            Some(p) => p,
+            None => plan_copy(
+                ctx,
+                &CopyOptions {
+                    scratch: scratch.as_deref(),
+                    checksum: copy.checksum.clone(),
+                    sources,
+                    dest: dest.clone(),
+                    workdir: &workdir,
+                    chown: chown.clone(),
+                    chmod: chmod.clone(),
+                    add: copy.add,
+                    rootfs: &rootfs,
+                },
+            )?,
+        };
         plan.apply(&txn.layer_dir())?;
         drop(view);
         drop(from_view);
@@ -1079,6 +1410,54 @@ fn write_script(
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| BuildError::write(&path, e))?;
     Ok((txn, path))
+}
+
+/// Writes into `layer_dir` the directories of `rel` (relative to `root`):
+/// those `root` has, with their metadata unchanged; the missing ones new,
+/// 0755, owned by `owner`.
+fn make_workdir(
+    root: &std::path::Path,
+    layer_dir: &std::path::Path,
+    rel: &std::path::Path,
+    owner: (u32, u32),
+) -> Result<(), BuildError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut cur = PathBuf::new();
+    let mut copied = Vec::new();
+    for comp in rel.components() {
+        cur.push(comp);
+        let src = root.join(&cur);
+        let dst = layer_dir.join(&cur);
+        let w = |e| BuildError::write(&dst, e);
+        std::fs::create_dir(&dst).map_err(w)?;
+        let (uid, gid, mode) = match std::fs::symlink_metadata(&src) {
+            Ok(md) if md.is_dir() => {
+                copied.push((dst.clone(), md.mtime(), md.mtime_nsec()));
+                (md.uid(), md.gid(), md.mode() & 0o7777)
+            }
+            Ok(_) => {
+                return Err(BuildError::write(
+                    &src,
+                    std::io::Error::other("WORKDIR: a non-directory is in the way"),
+                ));
+            }
+            Err(_) => (owner.0, owner.1, 0o755),
+        };
+        std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).map_err(w)?;
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode)).map_err(w)?;
+    }
+    // Existing directories keep their mtimes (creating children changed them).
+    for (dst, sec, nsec) in copied.into_iter().rev() {
+        let parent = dst.parent().unwrap_or(layer_dir);
+        let dir = sys::fs::open_dir(parent).map_err(|e| BuildError::write(parent, e))?;
+        let name = dst
+            .file_name()
+            .map(std::path::Path::new)
+            .unwrap_or(std::path::Path::new("."));
+        sys::fs::utimensat_nofollow(std::os::fd::AsFd::as_fd(&dir), name, sec, nsec as u32)
+            .map_err(|e| BuildError::write(&dst, e))?;
+    }
+    Ok(())
 }
 
 /// A COPY or ADD, before expansion.

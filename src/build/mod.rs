@@ -29,6 +29,7 @@ pub mod copy;
 pub mod engine;
 pub mod explain;
 pub mod remote;
+pub mod remote_cache;
 pub mod run;
 
 pub use cache::{CacheKey, ContentDigest, StepInputs};
@@ -213,6 +214,12 @@ pub enum BuildError {
     Format { reason: String },
     #[error("the build was interrupted")]
     Interrupted,
+    #[error("{what}")]
+    RemoteCache {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 fn exit_text(code: i32, oom: Option<Option<i64>>) -> String {
@@ -293,6 +300,7 @@ impl BuildError {
             | Self::Layer { .. }
             | Self::UnknownTarget { .. }
             | Self::Format { .. }
+            | Self::RemoteCache { .. }
             | Self::Interrupted => {}
         }
         self

@@ -46,6 +46,10 @@ pub enum Command {
     Tag(TagArgs),
     /// Remove image names (data stays until `prune`)
     Rmi(RmiArgs),
+    /// Write images to an archive: oci-archive, docker-archive (`docker load`), or an OCI layout directory
+    Save(SaveArgs),
+    /// Import every image of an archive (docker-archive, oci-archive, or an OCI layout directory)
+    Load(LoadArgs),
     /// Delete blobs and layers no image references, and temp leftovers
     Prune(PruneArgs),
     /// Verify every blob and unpacked layer in the store
@@ -183,6 +187,65 @@ pub struct RmiArgs {
     /// Image names or IDs
     #[arg(required = true)]
     pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "An image given by name is saved under that name; one given by ID is saved without a name \
+                  (as `docker save` does). The archive is written under a temp name beside FILE and renamed \
+                  into place, so a failed save leaves no partial file."
+)]
+pub struct SaveArgs {
+    /// Image names or IDs
+    #[arg(required = true)]
+    pub images: Vec<String>,
+
+    /// Where to write the archive (a directory for oci-dir)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Archive format
+    #[arg(long, value_enum, default_value = "oci-archive", value_name = "FORMAT")]
+    pub format: ArchiveFormatArg,
+
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchiveFormatArg {
+    /// A tar of an OCI image layout (`skopeo copy oci-archive:…`, `podman load`)
+    OciArchive,
+    /// The `docker save` format (`docker load`, `podman load`); layers uncompressed
+    DockerArchive,
+    /// An OCI image layout directory (`skopeo copy oci:DIR`, `umoci`)
+    OciDir,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The format is detected: docker-archive (manifest.json), oci-archive (a tar of an OCI \
+                  layout), an OCI layout directory, or either archive compressed (gzip, zstd, bzip2, xz). \
+                  stdout gets each loaded image's names, one per line, or its ID (sha256:…) when the \
+                  archive gives it no name; name such an image with `builder tag ID NAME`."
+)]
+pub struct LoadArgs {
+    /// The archive file or layout directory; `-` reads the archive from stdin
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// Platform to pick from a multi-platform image: os/arch[/variant] [default: this machine's]
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
+    /// How many layers to read at once
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+
+    /// Print only the names or IDs
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -502,6 +565,22 @@ pub struct BuildArgs {
     /// Write the image ID to this file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+
+    /// Push every -t name to its registry after the build
+    #[arg(long)]
+    pub push: bool,
+
+    /// After the build, push its cache (every layer step's record and layer) to REGISTRY/REPOSITORY[:TAG] (tag default `buildcache`)
+    #[arg(long, value_name = "REF")]
+    pub cache_to: Option<String>,
+
+    /// Take cache hits from a cache pushed with --cache-to; layers are downloaded only when needed
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Option<String>,
+
+    /// Also export the image: type=registry (= --push), type=oci,dest=FILE|DIR/ (OCI archive, or an OCI layout for a path ending in / or an existing directory), type=docker,dest=FILE (docker-archive)
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE[,dest=PATH]")]
+    pub outputs: Vec<String>,
 
     /// Print only the image ID
     #[arg(short, long)]

@@ -139,13 +139,27 @@ impl Diffed {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(err(path, e)),
             };
+            // The parent keeps its mtime: the tar recorded it before the
+            // removal, and the directory must match the tar.
+            let parent = path.parent().unwrap_or(upper).to_path_buf();
+            let parent_md =
+                std::fs::symlink_metadata(&parent).map_err(|e| err(parent.clone(), e))?;
             let removed = if md.is_dir() {
                 std::fs::remove_dir(&path)
             } else {
                 std::fs::remove_file(&path)
             };
             match removed {
-                Ok(()) => {}
+                Ok(()) => {
+                    let dir = sysfs::open_dir(&parent).map_err(|e| err(parent.clone(), e))?;
+                    sysfs::futimens(
+                        std::os::fd::AsFd::as_fd(&dir),
+                        parent_md.mtime(),
+                        parent_md.mtime_nsec() as u32,
+                        &parent,
+                    )
+                    .map_err(|e| err(parent.clone(), e))?;
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
                 Err(e) => return Err(err(path, e)),
             }

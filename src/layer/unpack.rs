@@ -90,6 +90,10 @@ pub struct Unpacked {
     pub bytes: u64,
     /// The record of the resulting directory.
     pub inventory: Inventory,
+    /// The archive had an entry for its root (`./`), whose owner, mode and
+    /// mtime the root directory now has (ADD applies them to its
+    /// destination, as Docker's untar does).
+    pub root_entry: bool,
 }
 
 /// Read buffer between the tar parser and the (decompressing, hashing)
@@ -878,6 +882,7 @@ impl<'o> Unpacker<'o> {
         Ok(Unpacked {
             entries: self.entries,
             bytes: self.bytes,
+            root_entry: self.fixups.contains_key(&Vec::new()),
             inventory: self.rec.finish(),
         })
     }

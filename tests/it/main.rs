@@ -3,6 +3,10 @@
 mod support; // registries, fixtures, the builder runner (shared by all areas)
 
 mod add; // ADD of http(s) URLs against a loopback HTTP server: names, modes, mtimes, checksums, errors
+mod archive; // `builder save` / `load` with podman, skopeo, umoci as peers: formats, round trips, tampering
+mod build; // `builder build` end to end: cache, reproducibility, failures leaving nothing, layer content, formats, ONBUILD, prune, multi-stage
+mod build_accept; // `builder build` images pass oci-image-tool, skopeo copy, umoci unpack = mount, and run
+mod build_buildah; // `builder build` vs `buildah bud` on every Containerfile example: rootfs and config
 mod check; // `builder check` detects every kind of store corruption it claims to
 mod containerfile; // `builder containerfile parse`: JSON dump = golden files, errors, stdin, default names
 mod crafted; // hand-edited images: repeated layers, one blob with two diffIDs

@@ -22,10 +22,32 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("layer", &["oci", "sys"]),
     ("mount", &["sys"]),
     ("runtime", &["mount", "sys", "oci"]),
-    // Layer 2. `pull` unpacks as it downloads, so it uses `layer`.
+    // Layer 2. `ingest` is the verified layer intake `pull` and `archive`
+    // share (hash, unpack, commit), so it sits below them.
+    ("ingest", &["store", "layer", "oci", "progress"]),
     (
         "pull",
-        &["registry", "store", "layer", "oci", "reference", "progress"],
+        &[
+            "registry",
+            "ingest",
+            "store",
+            "layer",
+            "oci",
+            "reference",
+            "progress",
+        ],
+    ),
+    (
+        "archive",
+        &[
+            "ingest",
+            "store",
+            "layer",
+            "oci",
+            "reference",
+            "progress",
+            "sys",
+        ],
     ),
     // `push` re-encodes layers for `--compression`, so it uses `layer`.
     (
@@ -61,6 +83,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "containerfile",
             "pull",
+            "ingest",
             "container",
             "rootfs",
             "store",

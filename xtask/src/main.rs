@@ -16,6 +16,10 @@
 //!   `builder run --rm busybox true` (release build, image in a tmpfs store) next to
 //!   `podman run --rm --network none` and `runc run` on an unpacked bundle of the same
 //!   image; writes the `run` section of BENCHMARKS.md
+//! - `bench build [--runs N]`  median of N (default 5) `builder build`s (release build) next
+//!   to `buildah bud --runtime runc --layers` on the same Containerfiles: cold, no-op and
+//!   one-file-changed rebuilds, a 200 MB RUN, 20 × `RUN true`, two stages; all on tmpfs;
+//!   writes the `build` section of BENCHMARKS.md
 //! - `bench push [--runs N]`  median of N (default 5) pushes of the large fixture into an
 //!   emptied local registry: `builder push` from its store vs `skopeo copy oci:DIR docker://…`
 //!   and `buildah push` (image in an isolated buildah root), then warm pushes (every blob
@@ -23,6 +27,7 @@
 //! - `fixtures`      build (or find cached) the fixture images and print their directory
 //! - `packages`      only install missing Debian packages
 
+mod bench_build;
 mod bench_push;
 
 use std::env;
@@ -81,7 +86,7 @@ fn main() -> ExitCode {
         "packages" => ensure_packages(),
         "help" | "-h" | "--help" => {
             println!(
-                "usage: cargo xtask <test [ARGS…] | lint | ci | demo | bench pull|run|push [--runs N] | fixtures | packages>"
+                "usage: cargo xtask <test [ARGS…] | lint | ci | demo | bench pull|run|build|push [--runs N] | fixtures | packages>"
             );
             Ok(())
         }
@@ -497,15 +502,16 @@ struct BenchImage {
     description: String,
 }
 
-/// `cargo xtask bench pull [--runs N]`.
+/// `cargo xtask bench pull [--runs N]`, and the dispatch to the other benches.
 fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("pull") => {}
         Some("run") => return bench_run(&args[1..]),
+        Some("build") => return bench_build::bench_build(&args[1..]),
         Some("push") => return bench_push::bench_push(&args[1..]),
         other => {
             return Err(format!(
-                "usage: cargo xtask bench pull|run|push [--runs N] (got {other:?})"
+                "usage: cargo xtask bench pull|run|build|push [--runs N] (got {other:?})"
             ));
         }
     }

@@ -15,7 +15,11 @@ use crate::store::{ImageRecord, Store};
 /// One row of `builder images`.
 #[derive(Serialize)]
 struct ImageSummary {
+    /// The name; an unnamed image's is its ID (`sha256:…`, shown as
+    /// `<none>` in the table).
     name: String,
+    #[serde(skip)]
+    unnamed: bool,
     /// The image ID: the config digest, as docker and podman define it.
     id: Digest,
     /// The manifest digest, what a registry knows the image by.
@@ -48,6 +52,7 @@ fn summary(store: &Store, record: &ImageRecord) -> Result<ImageSummary> {
         + manifest.layers.iter().map(|l| l.size).sum::<u64>();
     Ok(ImageSummary {
         name: record.name.clone(),
+        unnamed: record.is_unnamed(),
         id: manifest.config.digest,
         digest: record.registry_digest(),
         created: config.created,
@@ -78,7 +83,7 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
             let created = created.get(..19).unwrap_or(created).replace('T', " ");
             println!(
                 "{:<50} {:<14} {:<22} {:>10}",
-                row.name,
+                if row.unnamed { "<none>" } else { &row.name },
                 row.id.short(),
                 created,
                 human_bytes(row.size)

@@ -1,6 +1,7 @@
 //! One function per subcommand, plus what they share: opening the store,
 //! resolving a user's image argument, building a registry client.
 
+mod archive;
 mod build;
 mod check;
 mod containerfile;
@@ -54,6 +55,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(args) => images::inspect(&open(LockMode::Shared)?, args),
         Command::Tag(args) => images::tag(&open(LockMode::Shared)?, args),
         Command::Rmi(args) => images::rmi(&open(LockMode::Shared)?, args),
+        Command::Save(args) => archive::save(&open(LockMode::Shared)?, args),
+        Command::Load(args) => archive::load(&open(LockMode::Shared)?, args),
         Command::Prune(args) => images::prune(&open(LockMode::ExclusiveNoWait)?, args),
         Command::Mount(args) => mount::mount(&open(LockMode::Shared)?, args),
         Command::Umount(args) => mount::umount(&open(LockMode::Shared)?, args),

@@ -448,14 +448,53 @@ fn remove_dir_retrying(
     }
 }
 
+/// The machine-wide lock that keeps the shared `builder/` parents alive:
+/// held shared while an OCI runtime (runc) creates a container's cgroup
+/// below them — runc, unlike our runtime, cannot retry when a parent
+/// vanishes between its mkdir and its first write — and taken exclusively,
+/// without waiting, to remove a parent.
+const PARENT_LOCK: &str = "/run/builder-cgroup-parents.lock";
+
+/// A shared hold on [`PARENT_LOCK`]; `None` if the lock file cannot be
+/// made (then nothing is protected, as before there was a lock).
+pub fn hold_parents() -> Option<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(PARENT_LOCK)
+        .ok()?;
+    f.lock_shared().ok()?;
+    Some(f)
+}
+
 /// Removes the shared `builder/` parent once its last child is gone. In
 /// cgroupfs `rmdir` of a cgroup with children fails with `EBUSY` (a plain
 /// directory, as in the unit tests' fake roots, with `ENOTEMPTY`): another
-/// container still uses it, which is fine.
+/// container still uses it, which is fine. Skipped while an OCI runtime is
+/// creating a cgroup below it ([`hold_parents`]).
 fn remove_parent_if_empty(parent: &Path) {
     if parent.file_name() != Some(std::ffi::OsStr::new(PARENT)) {
         return;
     }
+    // Only the machine's real cgroup tree is shared with runc (the unit
+    // tests' fake roots are not).
+    let _exclusive = if parent.starts_with(ROOT) {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PARENT_LOCK);
+        match lock {
+            Ok(f) => match f.try_lock() {
+                Ok(()) => Some(f),
+                Err(_) => return,
+            },
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
     match std::fs::remove_dir(parent) {
         Ok(()) => {}
         Err(e)

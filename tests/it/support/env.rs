@@ -95,6 +95,12 @@ impl TestEnv {
         process::spawn(cmd).expect("spawn builder")
     }
 
+    /// Runs a command made by [`Self::command`] (and perhaps given more
+    /// arguments or variables) to completion.
+    pub fn run_command(&self, cmd: Command) -> Run {
+        self.run(cmd, None)
+    }
+
     fn run(&self, mut cmd: Command, input: Option<&str>) -> Run {
         let cmdline = process::describe(&cmd);
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

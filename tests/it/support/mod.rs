@@ -12,6 +12,7 @@
 #![allow(dead_code)] // not every test module uses every helper
 
 pub mod env;
+pub mod examples;
 pub mod fixtures;
 pub mod process;
 pub mod registry;

@@ -8,7 +8,9 @@
 //!
 //! Deliberately not compared: directory sizes and mtimes (they depend on the
 //! filesystem and on the order entries were created), atimes/ctimes, and the
-//! overlay's own `trusted.overlay.*` / `user.overlay.*` xattrs.
+//! overlay's own `trusted.overlay.*` / `user.overlay.*` xattrs. File mtimes
+//! are compared unless both snapshots pass through [`forget_mtimes`] (trees
+//! written by two different builds).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -266,18 +268,37 @@ pub fn diff(expected: &Tree, actual: &Tree) -> Vec<String> {
     out
 }
 
+/// Sets every file's mtime to 0, for trees written separately from the same
+/// recipe (two builders running one Containerfile), where what was written
+/// matters and when does not.
+pub fn forget_mtimes(tree: &mut Tree) {
+    for entry in tree.values_mut() {
+        if let Kind::File { mtime, .. } = &mut entry.kind {
+            *mtime = 0;
+        }
+    }
+}
+
 /// Panics listing every difference (the first 60) if the trees differ.
 #[track_caller]
 pub fn assert_same(expected_root: &Path, actual_root: &Path) {
-    let expected = snapshot(expected_root);
-    let actual = snapshot(actual_root);
-    let diffs = diff(&expected, &actual);
+    assert_trees_same(
+        &snapshot(expected_root),
+        &snapshot(actual_root),
+        &expected_root.display().to_string(),
+        &actual_root.display().to_string(),
+    );
+}
+
+/// [`assert_same`] for snapshots already taken (and perhaps filtered);
+/// the labels name the two trees in the message.
+#[track_caller]
+pub fn assert_trees_same(expected: &Tree, actual: &Tree, expected_label: &str, actual_label: &str) {
+    let diffs = diff(expected, actual);
     if !diffs.is_empty() {
         let shown: Vec<&str> = diffs.iter().take(60).map(String::as_str).collect();
         panic!(
-            "{} differs from {} in {} ways ({} entries expected, {} found):\n  {}{}",
-            actual_root.display(),
-            expected_root.display(),
+            "{actual_label} differs from {expected_label} in {} ways ({} entries expected, {} found):\n  {}{}",
             diffs.len(),
             expected.len(),
             actual.len(),
@@ -321,6 +342,20 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(diff(&snapshot(&a), &snapshot(&b)), Vec::<String>::new());
+
+        // Only mtimes differ: reported, until both sides forget them.
+        let t = fs::metadata(a.join("x")).unwrap().modified().unwrap();
+        let earlier = t - std::time::Duration::from_secs(3600);
+        let fx = fs::File::options().write(true).open(b.join("x")).unwrap();
+        fx.set_modified(earlier).unwrap();
+        let (mut sa, mut sb) = (snapshot(&a), snapshot(&b));
+        let d = diff(&sa, &sb);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].starts_with("/x: mtime: expected"), "{d:?}");
+        forget_mtimes(&mut sa);
+        forget_mtimes(&mut sb);
+        assert_eq!(diff(&sa, &sb), Vec::<String>::new());
+        fx.set_modified(t).unwrap();
 
         fs::write(b.join("d/f"), "changed").unwrap();
         fs::set_permissions(b.join("mode"), fs::Permissions::from_mode(0o4755)).unwrap();
