@@ -39,6 +39,7 @@ mod containers;
 mod error;
 mod images;
 mod layers;
+mod lists;
 mod lock;
 mod mounts;
 mod txn;
@@ -57,6 +58,7 @@ pub use containers::{
 pub use error::StoreError;
 pub use images::{ImageRecord, REF_NAME_ANNOTATION, SOURCE_MANIFEST_ANNOTATION};
 pub use layers::LayerEntry;
+pub use lists::{ListAdded, Reached};
 pub use lock::LockMode;
 pub use mounts::MountRecord;
 pub use txn::Transaction;
