@@ -1,0 +1,339 @@
+//! `builder manifest`: manifest lists of the multiarch fixture's two
+//! platforms, pulled one by one with `--platform` and named locally. What a
+//! list holds (`manifest inspect`, the layout's `index.json`), how the other
+//! commands treat it (`images`, `inspect`, `mount` by platform), that it
+//! alone keeps its images through `prune`, and the errors that guard it.
+
+use std::fs;
+
+use serde_json::Value;
+
+use crate::support::{TestEnv, fixtures, serve_fixture};
+
+const LIST: &str = "example.com/app:multi";
+const AMD: &str = "example.com/app:amd64";
+const ARM: &str = "example.com/app:arm64";
+
+/// Pulls each platform of the multiarch fixture and names it `AMD` / `ARM`;
+/// the pulled reference itself is untagged again.
+fn pull_both_platforms(env: &TestEnv) -> &'static fixtures::Fixture {
+    let (reference, fixture) = serve_fixture("multiarch");
+    for (platform, name) in [("linux/amd64", AMD), ("linux/arm64", ARM)] {
+        env.pull_plain(&reference, &["--platform", platform]);
+        env.builder(&["tag", &reference, name]).success();
+    }
+    env.builder(&["rmi", &reference]).success();
+    fixture
+}
+
+fn create_list_of_both(env: &TestEnv) {
+    let created = env.builder(&["manifest", "create", LIST]).success();
+    assert!(created.out().starts_with("sha256:"), "{created}");
+    for image in [AMD, ARM] {
+        env.builder(&["manifest", "add", LIST, image]).success();
+    }
+}
+
+fn blob_exists(env: &TestEnv, digest: &str) -> bool {
+    env.root
+        .join("oci/blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+        .is_file()
+}
+
+fn layer_exists(env: &TestEnv, diff_id: &str) -> bool {
+    env.root
+        .join("layers")
+        .join(diff_id.strip_prefix("sha256:").unwrap())
+        .join("diff")
+        .is_dir()
+}
+
+/// `(platform, digest, media type)` of each entry of an index.
+fn entries(index: &Value) -> Vec<(String, String, String)> {
+    index["manifests"]
+        .as_array()
+        .expect("an index has manifests")
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let mut platform = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            );
+            if let Some(v) = p["variant"].as_str() {
+                platform = format!("{platform}/{v}");
+            }
+            (
+                platform,
+                m["digest"].as_str().unwrap().to_string(),
+                m["mediaType"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_list_of_two_platforms_is_an_index_in_the_layout() {
+    let env = TestEnv::new();
+    let fixture = pull_both_platforms(&env);
+    create_list_of_both(&env);
+    let amd = fixture.platform("linux/amd64");
+    let arm = fixture.platform("linux/arm64/v8");
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+    // Each platform comes from the image's config (the fixture's arm64
+    // config names no variant).
+    let index = env.builder(&["manifest", "inspect", LIST]).success().json();
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(index["mediaType"], OCI_INDEX);
+    assert_eq!(
+        entries(&index),
+        vec![
+            (
+                "linux/amd64".into(),
+                amd.manifest_digest.clone(),
+                OCI_MANIFEST.into()
+            ),
+            (
+                "linux/arm64".into(),
+                arm.manifest_digest.clone(),
+                OCI_MANIFEST.into()
+            ),
+        ]
+    );
+
+    // The layout names the list with an index descriptor whose blob is
+    // exactly what `manifest inspect` printed.
+    let layout: Value =
+        serde_json::from_slice(&fs::read(env.root.join("oci/index.json")).unwrap()).unwrap();
+    let entry = layout["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == LIST)
+        .expect("index.json names the list");
+    assert_eq!(entry["mediaType"], OCI_INDEX);
+    let digest = entry["digest"].as_str().unwrap();
+    let blob = fs::read(
+        env.root
+            .join("oci/blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap()),
+    )
+    .unwrap();
+    assert_eq!(entry["size"], blob.len());
+    assert_eq!(serde_json::from_slice::<Value>(&blob).unwrap(), index);
+    // skopeo reads the store's list as an OCI layout index.
+    let raw = crate::support::process::run_ok({
+        let mut cmd = std::process::Command::new("skopeo");
+        cmd.args(["inspect", "--raw"])
+            .arg(format!("oci:{}:{LIST}", env.root.join("oci").display()));
+        cmd
+    });
+    assert_eq!(serde_json::from_str::<Value>(&raw).unwrap(), index);
+
+    // `images` shows the list with its platforms; `inspect` shows its index.
+    let images = env.builder(&["images", "--json"]).success().json();
+    let row = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == LIST)
+        .expect("images lists the list");
+    assert_eq!(row["kind"], "manifest list");
+    assert_eq!(row["digest"], digest);
+    assert_eq!(
+        row["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+    let table = env.builder(&["images"]).success();
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(LIST) && l.ends_with("manifest list: linux/amd64,linux/arm64")),
+        "{table}"
+    );
+    let inspect = env.builder(&["inspect", LIST]).success().json();
+    assert_eq!(inspect["kind"], "manifest list");
+    assert_eq!(inspect["digest"], digest);
+    assert_eq!(inspect["index"], index);
+
+    // Adding an image again for a platform the list has replaces that entry.
+    env.builder(&["manifest", "add", "--platform", "linux/arm64/v8", LIST, AMD])
+        .success()
+        .stderr_has("Replaced");
+    let index = env.builder(&["manifest", "inspect", LIST]).success().json();
+    assert_eq!(
+        entries(&index)
+            .into_iter()
+            .map(|(p, d, _)| (p, d))
+            .collect::<Vec<_>>(),
+        vec![
+            ("linux/amd64".into(), amd.manifest_digest.clone()),
+            ("linux/arm64/v8".into(), amd.manifest_digest.clone()),
+        ]
+    );
+    env.assert_check_clean();
+}
+
+/// A list mounts (and so runs) as its image for the asked platform, this
+/// machine's by default; a platform it lacks is an error naming the ones it
+/// has.
+#[test]
+fn a_list_mounts_its_image_for_a_platform() {
+    let env = TestEnv::new();
+    pull_both_platforms(&env);
+    create_list_of_both(&env);
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("the multiarch fixture has no image for this host ({other})"),
+    };
+    let root = env.mount(LIST);
+    assert_eq!(
+        fs::read_to_string(root.join("etc/arch")).unwrap().trim(),
+        host_arch
+    );
+    env.umount(LIST, &root);
+
+    let run = env
+        .builder(&["mount", "--platform", "linux/arm64", LIST])
+        .success();
+    let root = std::path::PathBuf::from(run.out());
+    assert_eq!(
+        fs::read_to_string(root.join("etc/arch")).unwrap().trim(),
+        "arm64"
+    );
+    // Only the list reaches this mount once the image's own name is gone,
+    // so the list cannot be removed until it is unmounted.
+    env.builder(&["rmi", ARM]).success();
+    env.builder(&["manifest", "rm", LIST])
+        .failure()
+        .stderr_has("is mounted");
+    env.builder(&["umount", "--platform", "linux/arm64", LIST])
+        .success();
+    assert!(crate::support::mount_info(&root).is_none());
+    env.builder(&["manifest", "rm", LIST]).success();
+
+    env.builder(&["manifest", "create", LIST]).success();
+    env.builder(&["manifest", "add", LIST, AMD]).success();
+    env.builder(&["mount", "--platform", "linux/s390x", LIST])
+        .failure()
+        .stderr_has("has no image for linux/s390x")
+        .stderr_has("(it has: linux/amd64)");
+    // `run` resolves a list the same way, before any container exists.
+    env.builder(&["run", "--rm", "--platform", "linux/s390x", LIST, "true"])
+        .failure()
+        .stderr_has("has no image for linux/s390x");
+    assert!(env.mounts().is_empty(), "{:?}", env.mounts());
+}
+
+/// With the images' own names gone, the list alone keeps both images'
+/// manifests, configs, layer blobs and unpacked layers through `prune`;
+/// once the list goes too, they are collected.
+#[test]
+fn prune_keeps_what_only_a_list_names() {
+    let env = TestEnv::new();
+    let fixture = pull_both_platforms(&env);
+    create_list_of_both(&env);
+    env.builder(&["rmi", AMD, ARM]).success();
+    let images = env.builder(&["images", "--json"]).success().json();
+    assert_eq!(images.as_array().unwrap().len(), 1, "{images:#}");
+
+    env.builder(&["prune"]).success();
+    for image in &fixture.platforms {
+        assert!(blob_exists(&env, &image.manifest_digest), "{image:?}");
+        assert!(blob_exists(&env, &image.config_digest), "{image:?}");
+        for (_, digest, _) in &image.layers {
+            assert!(blob_exists(&env, digest), "{image:?}");
+        }
+        for diff_id in &image.diff_ids {
+            assert!(layer_exists(&env, diff_id), "{image:?}");
+        }
+    }
+    let check = env.builder(&["check", "--json"]).success().json();
+    assert_eq!(check["lists_checked"], 1);
+    assert_eq!(check["images_checked"], 0);
+    env.assert_check_clean();
+
+    env.builder(&["manifest", "rm", LIST]).success();
+    env.builder(&["prune"]).success();
+    for image in &fixture.platforms {
+        assert!(!blob_exists(&env, &image.manifest_digest), "{image:?}");
+        for diff_id in &image.diff_ids {
+            assert!(!layer_exists(&env, diff_id), "{image:?}");
+        }
+    }
+}
+
+/// A Docker schema2 image is listed under its registry identity (the Docker
+/// manifest as pulled), not the OCI conversion the store names, so a pushed
+/// list references what the registry holds.
+#[test]
+fn a_docker_image_is_listed_by_its_docker_manifest() {
+    let env = TestEnv::new();
+    let (reference, fixture) = serve_fixture("docker");
+    env.pull_plain(&reference, &[]);
+    env.builder(&["manifest", "create", LIST]).success();
+    env.builder(&["manifest", "add", LIST, &reference])
+        .success();
+    let index = env.builder(&["manifest", "inspect", LIST]).success().json();
+    assert_eq!(
+        entries(&index),
+        vec![(
+            "linux/amd64".into(),
+            fixture.digest(),
+            "application/vnd.docker.distribution.manifest.v2+json".into()
+        )]
+    );
+    env.builder(&["rmi", &reference]).success();
+    env.builder(&["prune"]).success();
+    env.assert_check_clean();
+    // The list alone kept the Docker manifest's layers: mounted through it,
+    // the rootfs is the one the image mounts as under its pulled name.
+    let via_list = env.mount(LIST);
+    env.pull_plain(&reference, &[]);
+    let via_name = env.mount(&reference);
+    assert_ne!(via_list, via_name);
+    crate::support::tree::assert_same(&via_name, &via_list);
+    env.umount(LIST, &via_list);
+    env.umount(&reference, &via_name);
+}
+
+#[test]
+fn misuse_is_refused_with_what_to_do() {
+    let env = TestEnv::new();
+    pull_both_platforms(&env);
+    env.builder(&["manifest", "create", LIST]).success();
+    env.builder(&["manifest", "create", LIST])
+        .failure()
+        .stderr_has("already names a manifest list");
+    env.builder(&["manifest", "create", AMD])
+        .failure()
+        .stderr_has("already names an image");
+    env.builder(&["manifest", "add", AMD, ARM])
+        .failure()
+        .stderr_has("is an image, not a manifest list");
+    env.builder(&["manifest", "add", LIST, LIST])
+        .failure()
+        .stderr_has("holds images, not other lists");
+    env.builder(&["manifest", "add", "nope/list:1", AMD])
+        .failure()
+        .stderr_has("is not in the store");
+    env.builder(&["manifest", "add", "--platform", "linux", LIST, AMD])
+        .failure()
+        .stderr_has("invalid platform `linux`");
+    env.builder(&["manifest", "inspect", AMD])
+        .failure()
+        .stderr_has("is an image, not a manifest list");
+    env.builder(&["manifest", "rm", AMD])
+        .failure()
+        .stderr_has("is an image, not a manifest list");
+    // Nothing above changed the empty list.
+    let index = env.builder(&["manifest", "inspect", LIST]).success().json();
+    assert_eq!(index["manifests"], serde_json::json!([]));
+    env.assert_check_clean();
+}
