@@ -259,6 +259,31 @@ fn prune_keeps_what_only_a_list_names() {
     assert_eq!(check["images_checked"], 0);
     env.assert_check_clean();
 
+    // `check` looks at each child: a missing one is reported against the
+    // list, with the child's digest and platform.
+    let arm = fixture.platform("linux/arm64/v8");
+    let config = env
+        .root
+        .join("oci/blobs/sha256")
+        .join(arm.config_digest.strip_prefix("sha256:").unwrap());
+    let saved = fs::read(&config).unwrap();
+    fs::remove_file(&config).unwrap();
+    let run = env.builder(&["check", "--json"]).failure();
+    let problems = run.json()["problems"].clone();
+    let problems = problems.as_array().unwrap();
+    assert!(!problems.is_empty(), "{run}");
+    for problem in problems {
+        assert_eq!(problem["object"], format!("manifest list {LIST}"), "{run}");
+        let text = problem["problem"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!("image {} (linux/arm64): ", arm.manifest_digest))
+                && text.contains(&arm.config_digest),
+            "{run}"
+        );
+    }
+    fs::write(&config, saved).unwrap();
+    env.assert_check_clean();
+
     env.builder(&["manifest", "rm", LIST]).success();
     env.builder(&["prune"]).success();
     for image in &fixture.platforms {
