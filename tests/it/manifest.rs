@@ -362,3 +362,41 @@ fn misuse_is_refused_with_what_to_do() {
     assert_eq!(index["manifests"], serde_json::json!([]));
     env.assert_check_clean();
 }
+
+/// A build `FROM` a list in the store starts from the list's image for the
+/// build's `--platform` (never pulling: the list is what the name means).
+#[test]
+fn a_build_from_a_list_uses_the_image_for_its_platform() {
+    let env = TestEnv::new();
+    let fixture = pull_both_platforms(&env);
+    create_list_of_both(&env);
+    let ctx = env.scratch("ctx");
+    fs::write(
+        ctx.join("Containerfile"),
+        format!("FROM {LIST}\nCOPY f /f\n"),
+    )
+    .unwrap();
+    fs::write(ctx.join("f"), "added\n").unwrap();
+    for (platform, fixture_platform, tag) in [
+        ("linux/arm64", "linux/arm64/v8", "local/built:arm64"),
+        ("linux/amd64", "linux/amd64", "local/built:amd64"),
+    ] {
+        let mut cmd = env.command(&["build", "--pull=never", "--platform", platform, "-t", tag]);
+        cmd.arg(&ctx).env_remove("SOURCE_DATE_EPOCH");
+        env.run_command(cmd).success();
+        let inspect = env.builder(&["inspect", tag]).success().json();
+        let base = fixture.platform(fixture_platform);
+        let diff_ids = inspect["config"]["rootfs"]["diff_ids"].as_array().unwrap();
+        assert_eq!(diff_ids.len(), base.diff_ids.len() + 1, "{inspect:#}");
+        assert_eq!(
+            diff_ids[..base.diff_ids.len()],
+            base.diff_ids[..],
+            "{platform}"
+        );
+    }
+    let mut cmd = env.command(&["build", "--pull=never", "--platform", "linux/s390x"]);
+    cmd.arg(&ctx).env_remove("SOURCE_DATE_EPOCH");
+    env.run_command(cmd)
+        .failure()
+        .stderr_has("has no image for linux/s390x");
+}
