@@ -18,9 +18,12 @@ pub mod runtime; // namespaces, cgroups, pivot_root, exec, wait: one process in 
 pub mod store; // content-addressed blobs (an OCI layout), image records, unpacked layers, locks
 
 // Layer 2: moving and assembling images.
+pub mod archive; // images <-> docker-archive / oci-archive / OCI layout directory (save, load)
 pub mod check; // store verification: blobs re-hashed, layer dirs against inventories
 pub mod container; // image -> overlay rootfs in the store -> one process -> teardown (`run`, RUN steps)
+pub mod ingest; // verified layer intake shared by pull and archive: hash, unpack, commit
 pub mod pull; // reference -> registry -> store
+pub mod push; // store -> registry: HEAD, cross-repo mount or upload per blob, then the manifest
 pub mod rootfs; // an image's layers as one overlay mount
 
 // Layer 3: building images.

@@ -5,11 +5,12 @@
 /// Receives progress events. Implementations must be cheap and thread-safe:
 /// layer downloads report from several threads at once.
 pub trait Reporter: Send + Sync {
-    /// A blob transfer starts; `size` is the descriptor's size.
+    /// A blob transfer (download or upload) starts; `size` is the
+    /// descriptor's size.
     fn blob_start(&self, _digest: &crate::oci::Digest, _size: u64, _what: &str) {}
     /// `bytes` more bytes of the blob arrived.
     fn blob_progress(&self, _digest: &crate::oci::Digest, _bytes: u64) {}
-    /// The blob is verified and stored (or was already there).
+    /// The blob is verified and stored, or pushed (or was already there).
     fn blob_done(&self, _digest: &crate::oci::Digest, _outcome: BlobOutcome) {}
     /// A free-form status line ("resolving busybox", "writing manifest").
     fn status(&self, _message: &str) {}
@@ -63,6 +64,10 @@ pub enum StepEvent {
 pub enum BlobOutcome {
     Downloaded,
     AlreadyExists,
+    /// Pushed: sent to the registry.
+    Uploaded,
+    /// Pushed: mounted from another repository of the same registry.
+    Mounted,
 }
 
 /// Discards every event.

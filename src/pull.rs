@@ -1,16 +1,11 @@
 //! `pull`: reference → registry → verified blobs and unpacked layers in the
 //! store.
 //!
-//! Each layer is streamed exactly once. The bytes from the registry are
-//! hashed (the blob digest) and written to a transaction's temp blob file as
-//! they arrive, and in the same pass decompressed, hashed again (the diffID)
-//! and unpacked into the transaction's layer directory:
-//!
-//! ```text
-//! registry ─► TeeHashingReader ─► decoder ─► HashingReader ─► layer::unpack ─► txn/layer/diff
-//!                  │ sha256 = blob digest        │ sha256 = diffID
-//!                  └─► txn/blob
-//! ```
+//! Each layer is streamed exactly once, straight from the registry into
+//! [`crate::ingest::stage_layer`]: hashed (the blob digest) and written to a
+//! transaction's temp blob file as it arrives, and in the same pass
+//! decompressed, hashed again (the diffID) and unpacked into the
+//! transaction's layer directory.
 //!
 //! Only when both digests match the manifest and the config's
 //! `rootfs.diff_ids` are the blob and the layer committed; otherwise the
@@ -22,19 +17,17 @@
 //! runtime is alive when the container runtime forks later).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::ingest::{DigestKind, IngestError, LayerSpec, Watched, stage_layer, store_manifest};
 use crate::layer;
-use crate::oci::verify::{HashingReader, TeeHashingReader};
-use crate::oci::{
-    Compression, Descriptor, DiffId, Digest, ImageConfig, MediaType, Platform, media_type,
-};
+use crate::oci::{Compression, Descriptor, DiffId, Digest, ImageConfig, Platform};
 use crate::progress::{BlobOutcome, Reporter};
 use crate::reference::ImageRef;
 use crate::registry::{Client, RegistryError};
-use crate::store::{SOURCE_MANIFEST_ANNOTATION, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How many layers download at once unless told otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -219,24 +212,8 @@ pub fn pull(
     let downloaded = run_jobs(&ctx, &jobs, options.concurrency.max(1))?;
 
     // Everything the manifest references is stored: now the manifest, then the name.
-    store.put_blob(&manifest.bytes).map_err(store_err)?;
-    let named = if manifest.media_type == MediaType::DockerManifest {
-        // The layout names an OCI form of a Docker manifest (see
-        // `Manifest::to_oci`); the original stays stored and referenced.
-        let oci_bytes = serde_json::to_vec(&parsed.to_oci()).expect("a manifest serialises");
-        let digest = store.put_blob(&oci_bytes).map_err(store_err)?;
-        let mut desc = Descriptor::new(media_type::OCI_MANIFEST, digest, oci_bytes.len() as u64);
-        desc.annotations = Some(
-            [(
-                SOURCE_MANIFEST_ANNOTATION.to_string(),
-                manifest.digest.to_string(),
-            )]
-            .into(),
-        );
-        desc
-    } else {
-        manifest_desc.clone()
-    };
+    let named =
+        store_manifest(store, &manifest.bytes, manifest.media_type, &parsed).map_err(store_err)?;
     store.set_image(&image, &named).map_err(store_err)?;
     Ok(Pulled {
         name: image.clone(),
@@ -326,11 +303,6 @@ fn fetch_layer(
         image: image.clone(),
         source,
     };
-    let read_err = |source| PullError::Read {
-        image: image.clone(),
-        blob: desc.digest.clone(),
-        source,
-    };
     let compression = Compression::from_layer_media_type(&desc.media_type).ok_or_else(|| {
         PullError::UnsupportedLayer {
             image: image.clone(),
@@ -339,7 +311,6 @@ fn fetch_layer(
         }
     })?;
 
-    let txn = ctx.store.begin().map_err(store_err)?;
     // The source: the registry, or the blob we already have when only the
     // unpacked directory is missing.
     let source: Box<dyn Read + Send> = if job.need_blob {
@@ -361,153 +332,60 @@ fn fetch_layer(
         reporter: ctx.reporter,
         digest: &desc.digest,
     };
-    let sink: Box<dyn Write + Send> = if job.need_blob {
-        let file = txn.create_blob().map_err(store_err)?;
-        Box::new(BufWriter::with_capacity(1 << 20, file))
-    } else {
-        Box::new(io::sink())
+    let spec = LayerSpec {
+        compression,
+        digest: Some(desc.digest.clone()),
+        size: Some(desc.size),
+        diff_id: job.diff_id.clone(),
+        store_blob: job.need_blob,
+        unpack: job.need_layer,
     };
-    let mut tee = TeeHashingReader::new(source, sink);
-
-    let unpacked = decode_and_unpack(&mut tee, compression, job, &txn);
+    let staged = stage_layer(ctx.store, source, &spec);
     if cancelled.load(Ordering::SeqCst) {
         return Err(PullError::Cancelled { image });
     }
-    // Finish the compressed stream even after an unpack error: a digest
-    // mismatch is the root cause to report when the bytes were tampered with.
-    let finished = tee.finish();
-    let (diff_id, inventory) = match unpacked {
-        Ok(done) => done,
-        Err(e) => {
-            if let Ok((actual, ..)) = &finished
-                && *actual != desc.digest
-            {
-                return Err(mismatch(
-                    &image,
-                    "layer",
-                    desc,
-                    &desc.digest,
-                    actual.clone(),
-                ));
-            }
-            return Err(e.into_pull_error(&image, &desc.digest));
-        }
-    };
-    let (blob_digest, blob_size, mut sink) = finished.map_err(read_err)?;
-    sink.flush().map_err(read_err)?;
-    drop(sink);
-
-    if blob_size != desc.size {
-        return Err(PullError::SizeMismatch {
-            image,
-            blob: desc.digest.clone(),
-            expected: desc.size,
-            actual: blob_size,
-        });
-    }
-    if blob_digest != desc.digest {
-        return Err(mismatch(&image, "layer", desc, &desc.digest, blob_digest));
-    }
-    if diff_id != job.diff_id.0 {
-        return Err(mismatch(
-            &image,
-            "uncompressed layer (diffID) of",
-            desc,
-            &job.diff_id.0,
-            diff_id,
-        ));
-    }
-    if job.need_blob {
-        ctx.store
-            .commit_blob(&txn, &desc.digest)
-            .map_err(store_err)?;
-    }
-    if let Some(inventory) = inventory {
-        let json = serde_json::to_vec(&inventory).expect("an inventory serialises");
-        ctx.store
-            .commit_layer(&txn, &job.diff_id, &json)
-            .map_err(store_err)?;
-    }
+    let staged = staged.map_err(|e| pull_error(&image, desc, e))?;
+    staged.commit(ctx.store).map_err(store_err)?;
     ctx.reporter
         .blob_done(&desc.digest, BlobOutcome::Downloaded);
     Ok(job.need_blob)
 }
 
-fn mismatch(
-    image: &str,
-    what: &'static str,
-    desc: &Descriptor,
-    expected: &Digest,
-    actual: Digest,
-) -> PullError {
-    PullError::DigestMismatch {
-        image: image.to_string(),
-        what,
-        blob: desc.digest.clone(),
-        expected: expected.clone(),
-        actual,
-    }
-}
-
-enum DecodeError {
-    Io(io::Error),
-    Unpack(layer::LayerError),
-}
-
-impl DecodeError {
-    fn into_pull_error(self, image: &str, blob: &Digest) -> PullError {
-        match self {
-            Self::Io(source) => PullError::Read {
-                image: image.to_string(),
-                blob: blob.clone(),
-                source,
+/// A layer's ingest error as seen by a pull.
+fn pull_error(image: &str, desc: &Descriptor, e: IngestError) -> PullError {
+    let image = image.to_string();
+    let blob = desc.digest.clone();
+    match e {
+        IngestError::Store(source) => PullError::Store { image, source },
+        IngestError::Read(source) => PullError::Read {
+            image,
+            blob,
+            source,
+        },
+        IngestError::Unpack(source) => PullError::Unpack {
+            image,
+            blob,
+            source,
+        },
+        IngestError::DigestMismatch {
+            what,
+            expected,
+            actual,
+        } => PullError::DigestMismatch {
+            image,
+            what: match what {
+                DigestKind::Blob => "layer",
+                DigestKind::DiffId => "uncompressed layer (diffID) of",
             },
-            Self::Unpack(source) => PullError::Unpack {
-                image: image.to_string(),
-                blob: blob.clone(),
-                source,
-            },
-        }
-    }
-}
-
-/// Decompresses the stream, hashes the tar (the diffID) and, when the layer
-/// is not yet unpacked, unpacks it into the transaction.
-fn decode_and_unpack<R: Read>(
-    compressed: &mut R,
-    compression: Compression,
-    job: &LayerJob,
-    txn: &crate::store::Transaction,
-) -> Result<(Digest, Option<layer::Inventory>), DecodeError> {
-    let decoder = layer::compression::decoder(compression, compressed).map_err(DecodeError::Io)?;
-    let mut tar = HashingReader::new(decoder);
-    let inventory = if job.need_layer {
-        let unpacked = layer::unpack(&mut tar, &txn.layer_dir(), &layer::UnpackOptions::default())
-            .map_err(DecodeError::Unpack)?;
-        Some(unpacked.inventory)
-    } else {
-        None
-    };
-    let (diff_id, _) = tar.finish().map_err(DecodeError::Io)?;
-    Ok((diff_id, inventory))
-}
-
-/// Reports progress for, and lets a sibling's failure cancel, a download.
-struct Watched<'a, R> {
-    inner: R,
-    cancelled: &'a AtomicBool,
-    reporter: &'a dyn Reporter,
-    digest: &'a Digest,
-}
-
-impl<R: Read> Read for Watched<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.cancelled.load(Ordering::Relaxed) {
-            // Not `Interrupted`: `io::copy` would retry that forever.
-            return Err(io::Error::other("pull cancelled"));
-        }
-        let n = self.inner.read(buf)?;
-        self.reporter.blob_progress(self.digest, n as u64);
-        Ok(n)
+            blob,
+            expected,
+            actual,
+        },
+        IngestError::SizeMismatch { expected, actual } => PullError::SizeMismatch {
+            image,
+            blob,
+            expected,
+            actual,
+        },
     }
 }

@@ -32,6 +32,8 @@ pub enum Command {
     Build(Box<BuildArgs>),
     /// Pull an image from a registry into the store
     Pull(PullArgs),
+    /// Push an image from the store to a registry
+    Push(PushArgs),
     /// List images in the store
     Images(ImagesArgs),
     /// Show an image's manifest, config and identity as JSON
@@ -47,6 +49,10 @@ pub enum Command {
     /// Create, fill, inspect and push manifest lists (multi-platform images)
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Write images to an archive: oci-archive, docker-archive (`docker load`), or an OCI layout directory
+    Save(SaveArgs),
+    /// Import every image of an archive (docker-archive, oci-archive, or an OCI layout directory)
+    Load(LoadArgs),
     /// Delete blobs and layers no image references, and temp leftovers
     Prune(PruneArgs),
     /// Verify every blob and unpacked layer in the store
@@ -105,6 +111,47 @@ pub struct PullArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Blobs the registry has are skipped; blobs that another repository of the same \
+                  registry holds are mounted from it instead of uploaded. Without --compression \
+                  the manifest is pushed byte for byte, so the image keeps its digest. The pushed \
+                  manifest digest is printed on stdout."
+)]
+pub struct PushArgs {
+    /// Image name or ID in the store
+    pub image: String,
+
+    /// Where to push, e.g. registry.example.com/team/app:1.2 [default: the image's own name]
+    pub destination: Option<String>,
+
+    /// Also write the pushed manifest digest to FILE
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+
+    /// Recompress layers that are compressed otherwise (changes their digests and the manifest's)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub compression: Option<PushCompression>,
+
+    /// Print only the manifest digest
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// How many blobs to push at once
+    #[arg(long, default_value_t = crate::push::DEFAULT_CONCURRENCY, value_name = "N")]
+    pub jobs: usize,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Layer compression for `push --compression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PushCompression {
+    Gzip,
+    Zstd,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +255,65 @@ pub struct RmiArgs {
     /// Image names or IDs
     #[arg(required = true)]
     pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "An image given by name is saved under that name; one given by ID is saved without a name \
+                  (as `docker save` does). The archive is written under a temp name beside FILE and renamed \
+                  into place, so a failed save leaves no partial file."
+)]
+pub struct SaveArgs {
+    /// Image names or IDs
+    #[arg(required = true)]
+    pub images: Vec<String>,
+
+    /// Where to write the archive (a directory for oci-dir)
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Archive format
+    #[arg(long, value_enum, default_value = "oci-archive", value_name = "FORMAT")]
+    pub format: ArchiveFormatArg,
+
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchiveFormatArg {
+    /// A tar of an OCI image layout (`skopeo copy oci-archive:…`, `podman load`)
+    OciArchive,
+    /// The `docker save` format (`docker load`, `podman load`); layers uncompressed
+    DockerArchive,
+    /// An OCI image layout directory (`skopeo copy oci:DIR`, `umoci`)
+    OciDir,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The format is detected: docker-archive (manifest.json), oci-archive (a tar of an OCI \
+                  layout), an OCI layout directory, or either archive compressed (gzip, zstd, bzip2, xz). \
+                  stdout gets each loaded image's names, one per line, or its ID (sha256:…) when the \
+                  archive gives it no name; name such an image with `builder tag ID NAME`."
+)]
+pub struct LoadArgs {
+    /// The archive file or layout directory; `-` reads the archive from stdin
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub input: PathBuf,
+
+    /// Platform to pick from a multi-platform image: os/arch[/variant] [default: this machine's]
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
+    /// How many layers to read at once
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+
+    /// Print only the names or IDs
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -527,6 +633,14 @@ pub struct BuildArgs {
     /// Write the image ID to this file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
+
+    /// Push every -t name to its registry after the build
+    #[arg(long)]
+    pub push: bool,
+
+    /// Also export the image: type=registry (= --push), type=oci,dest=FILE|DIR/ (OCI archive, or an OCI layout for a path ending in / or an existing directory), type=docker,dest=FILE (docker-archive)
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE[,dest=PATH]")]
+    pub outputs: Vec<String>,
 
     /// Print only the image ID
     #[arg(short, long)]

@@ -38,6 +38,10 @@ impl Reporter for Lines {
         match outcome {
             BlobOutcome::Downloaded => eprintln!("Copied {} done", digest.short()),
             BlobOutcome::AlreadyExists => eprintln!("Layer {} already exists", digest.short()),
+            BlobOutcome::Uploaded => eprintln!("Pushed {} done", digest.short()),
+            BlobOutcome::Mounted => {
+                eprintln!("Mounted {} from another repository", digest.short())
+            }
         }
     }
     fn status(&self, message: &str) {
@@ -84,13 +88,19 @@ impl Reporter for Bars {
     fn blob_done(&self, digest: &Digest, outcome: BlobOutcome) {
         let bar = self.bars.lock().expect("not poisoned").remove(digest);
         match (bar, outcome) {
+            (Some(bar), BlobOutcome::Mounted) => bar.finish_with_message("mounted"),
             (Some(bar), _) => bar.finish_with_message("done"),
             (None, BlobOutcome::AlreadyExists) => {
                 let _ = self
                     .multi
                     .println(format!("layer {} already exists", digest.short()));
             }
-            (None, BlobOutcome::Downloaded) => {}
+            (None, BlobOutcome::Mounted) => {
+                let _ = self
+                    .multi
+                    .println(format!("layer {} mounted", digest.short()));
+            }
+            (None, BlobOutcome::Downloaded | BlobOutcome::Uploaded) => {}
         }
     }
     fn status(&self, message: &str) {

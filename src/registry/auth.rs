@@ -5,8 +5,10 @@
 //! Flow: a request goes out with whatever auth is already known for its
 //! registry and scope. On a 401 the challenge is parsed; for `Bearer`, a
 //! token is fetched from the challenge's `realm` with `service` and
-//! `scope=repository:REPO:pull` (sending Basic credentials to the realm when
-//! there are any), and the request is retried once with
+//! the call's scope — `repository:REPO:pull` for a pull,
+//! `repository:REPO:pull,push` for a push, plus `repository:FROM:pull` for a
+//! cross-repository mount (two `scope` parameters) — sending Basic
+//! credentials to the realm when there are any, and the request is retried once with
 //! `Authorization: Bearer TOKEN`; for `Basic`, it is retried with the
 //! credentials. The challenge is remembered per registry, so later requests
 //! for other repositories fetch their token up front instead of taking a 401
@@ -207,6 +209,19 @@ pub fn pull_scope(repository: &str) -> String {
     format!("repository:{repository}:pull")
 }
 
+/// The scope a push to `repository` needs: it reads (HEAD) and writes.
+pub fn push_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull,push")
+}
+
+/// The scope of a cross-repository mount: push to `repository`, and pull
+/// from `from`, the repository the blob is mounted from. Several scopes are
+/// joined by spaces, as OAuth2 does; [`token_url`] sends each as its own
+/// `scope` parameter, as the token protocol asks.
+pub fn mount_scope(repository: &str, from: &str) -> String {
+    format!("{} {}", push_scope(repository), pull_scope(from))
+}
+
 /// A token endpoint's answer. `token` is the spec's field; `access_token` is
 /// the OAuth2 one some servers send instead (or as well).
 #[derive(Debug, serde::Deserialize)]
@@ -236,18 +251,24 @@ impl TokenResponse {
 }
 
 /// The URL of a token request: the realm plus `service` and `scope`
-/// query parameters (the realm may carry a query of its own).
+/// query parameters (the realm may carry a query of its own). A scope
+/// holding several space-separated scopes becomes one `scope` parameter
+/// each (distribution's `token.md`: "scope … may be specified multiple
+/// times").
 pub fn token_url(realm: &str, service: Option<&str>, scope: Option<&str>) -> String {
     let mut url = realm.to_string();
     let mut sep = if realm.contains('?') { '&' } else { '?' };
-    for (name, value) in [("service", service), ("scope", scope)] {
-        if let Some(v) = value {
-            url.push(sep);
-            url.push_str(name);
-            url.push('=');
-            url.push_str(&percent_encode(v));
-            sep = '&';
-        }
+    let scopes = scope.into_iter().flat_map(str::split_whitespace);
+    let params = service
+        .map(|s| ("service", s))
+        .into_iter()
+        .chain(scopes.map(|s| ("scope", s)));
+    for (name, value) in params {
+        url.push(sep);
+        url.push_str(name);
+        url.push('=');
+        url.push_str(&percent_encode(value));
+        sep = '&';
     }
     url
 }
@@ -398,7 +419,15 @@ mod tests {
         );
         assert_eq!(
             token_url("http://h/t?a=b", None, Some("x y")),
-            "http://h/t?a=b&scope=x%20y"
+            "http://h/t?a=b&scope=x&scope=y"
+        );
+        assert_eq!(
+            token_url(
+                "https://a/t",
+                Some("s"),
+                Some(&mount_scope("to/repo", "from"))
+            ),
+            "https://a/t?service=s&scope=repository%3Ato%2Frepo%3Apull%2Cpush&scope=repository%3Afrom%3Apull"
         );
         assert_eq!(token_url("http://h/t", None, None), "http://h/t");
 

@@ -15,7 +15,7 @@ use std::io::{self, Read};
 use ureq::http::{Method, StatusCode, header};
 
 use super::auth::pull_scope;
-use super::client::{Call, Client, status_error};
+use super::client::{Call, CallBody, Client, status_error};
 use super::error::RegistryError;
 use crate::oci::{Descriptor, Digest};
 use crate::reference::ImageRef;
@@ -127,6 +127,8 @@ impl BlobReader {
             scope: Some(pull_scope(&self.repository)),
             path: format!("/v2/{}/blobs/{}", self.repository, self.digest),
             headers,
+            body: CallBody::None,
+            retry: true,
             what: &self.what,
         };
         let resp = self.client.execute(&call)?;

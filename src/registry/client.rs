@@ -1,9 +1,11 @@
 //! The HTTP side of the registry client: options, one `ureq` agent per host,
 //! scheme choice (HTTPS, or plain HTTP where allowed), redirects, retries,
-//! and the 401 → authenticate → retry loop. `manifest.rs` and `blob.rs` build
-//! on [`Client::execute`]; an `upload.rs` for push would too (POST/PATCH/PUT
-//! go through the same path, with retries off because they are not
-//! idempotent).
+//! and the 401 → authenticate → retry loop. `manifest.rs`, `blob.rs` and
+//! `upload.rs` build on [`Client::execute`]. A request body ([`CallBody`])
+//! is borrowed, never consumed, so every attempt (a retry, the resend after
+//! a 401, a 307 redirect) sends the same bytes again; only calls marked
+//! `retry` are resent after a failure, because POST/PATCH/PUT are not
+//! idempotent in general (upload.rs recovers from failed chunks itself).
 //!
 //! Terms: the *registry* is the name in the image reference (`docker.io`,
 //! `127.0.0.1:5000`); its *API host* is where requests go
@@ -26,12 +28,15 @@
 //! environment (ureq's default), except that loopback hosts never use one.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ureq::Agent;
 use ureq::http::{self, HeaderName, Method, Response, StatusCode, header};
+use ureq::{Agent, SendBody};
 
 use super::auth::{self, AuthCache, Challenge, TokenResponse};
 use super::credentials::{AuthFiles, Credential};
@@ -85,6 +90,9 @@ pub struct RegistryOptions {
     /// How long a read may wait for data before the connection counts as
     /// stalled (and a blob transfer is resumed on a new one).
     pub read_timeout: Duration,
+    /// Blobs up to this size are uploaded in one PUT; bigger ones in PATCH
+    /// chunks of this size, so a broken connection costs one chunk.
+    pub upload_chunk_size: u64,
 }
 
 impl Default for RegistryOptions {
@@ -102,6 +110,7 @@ impl Default for RegistryOptions {
             max_retry_delay: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            upload_chunk_size: super::upload::CHUNK_SIZE,
         }
     }
 }
@@ -119,6 +128,9 @@ pub(super) struct Inner {
     /// One agent per (host, verify): each has its own TLS roots.
     agents: Mutex<HashMap<(String, bool), Agent>>,
     schemes: Mutex<HashMap<String, Scheme>>,
+    /// Held while a scheme is probed, so that threads starting at once (a
+    /// push's blob workers) wait for one probe instead of each probing.
+    probing: Mutex<()>,
     auth: AuthCache,
     credentials: Mutex<HashMap<CredentialKey, Option<Credential>>>,
 }
@@ -149,10 +161,64 @@ pub(super) struct Call<'a> {
     pub repository: Option<&'a str>,
     /// The token scope (`repository:REPO:pull`); `None` for `/v2/`.
     pub scope: Option<String>,
-    /// `/v2/…`
+    /// `/v2/…`, or an absolute URL the registry handed out (an upload's
+    /// `Location`).
     pub path: String,
     pub headers: Vec<(HeaderName, String)>,
+    pub body: CallBody<'a>,
+    /// Whether the call may be resent after a connection error, a 5xx or a
+    /// 429. GET and HEAD always may.
+    pub retry: bool,
     pub what: &'a str,
+}
+
+/// The body of a request, borrowed so that it can be sent again.
+#[derive(Clone, Copy)]
+pub(super) enum CallBody<'a> {
+    None,
+    Bytes(&'a [u8]),
+    /// `len` bytes of `file` from `offset`, read with `pread`, so the file's
+    /// position is untouched and a resend reads the same range.
+    File {
+        file: &'a File,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// One request as `follow` and `send` see it: after scheme and auth are
+/// settled.
+struct Request<'a> {
+    method: &'a Method,
+    headers: &'a [(HeaderName, String)],
+    body: CallBody<'a>,
+    retry: bool,
+    what: &'a str,
+}
+
+/// Reads a [`CallBody::File`] range.
+struct FileRange<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file ended before the range to send",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
 }
 
 impl Client {
@@ -164,6 +230,7 @@ impl Client {
                 auth_files,
                 agents: Mutex::default(),
                 schemes: Mutex::default(),
+                probing: Mutex::default(),
                 auth: AuthCache::default(),
                 credentials: Mutex::default(),
             }),
@@ -187,6 +254,8 @@ impl Client {
             scope: None,
             path: "/v2/".into(),
             headers: Vec::new(),
+            body: CallBody::None,
+            retry: true,
             what: &what,
         };
         let resp = self.execute(&call)?;
@@ -204,13 +273,26 @@ impl Client {
     pub(super) fn execute(&self, call: &Call) -> Result<Response<ureq::Body>, RegistryError> {
         let scheme = self.scheme(call.registry, call.what)?;
         let origin = format!("{}://{}", scheme.as_str(), api_host(call.registry));
-        let url = format!("{origin}{}", call.path);
+        let url = if call.path.starts_with("https://") || call.path.starts_with("http://") {
+            // An upload location: it may name another host (the registry's
+            // storage), which then gets no credentials (see `follow`).
+            self.refuse_plain_http(&call.path, call.what)?;
+            call.path.clone()
+        } else {
+            format!("{origin}{}", call.path)
+        };
         let mut authorization = self.known_authorization(call)?;
         let mut answered = false;
         loop {
             let auth = authorization.as_deref().map(|a| (a, origin.as_str()));
-            let (resp, final_url) =
-                self.follow(&call.method, &url, &call.headers, auth, call.what)?;
+            let request = Request {
+                method: &call.method,
+                headers: &call.headers,
+                body: call.body,
+                retry: call.retry,
+                what: call.what,
+            };
+            let (resp, final_url) = self.follow(&request, &url, auth)?;
             if resp.status() != StatusCode::UNAUTHORIZED || origin_of(&final_url) != origin {
                 return Ok(resp);
             }
@@ -242,6 +324,28 @@ impl Client {
                 None => return Err(self.unauthorized(call, resp)),
             }
         }
+    }
+
+    /// The absolute URL of `location` (a `Location` header) in the answer
+    /// to a request for `base` (a `/v2/…` path of `registry`, or an
+    /// absolute URL).
+    pub(super) fn absolute_location(
+        &self,
+        registry: &str,
+        base: &str,
+        location: &str,
+        what: &str,
+    ) -> Result<String, RegistryError> {
+        let base = if base.starts_with("https://") || base.starts_with("http://") {
+            base.to_string()
+        } else {
+            let scheme = self.scheme(registry, what)?;
+            format!("{}://{}{base}", scheme.as_str(), api_host(registry))
+        };
+        resolve_location(&base, location).ok_or_else(|| RegistryError::InvalidResponse {
+            what: what.to_string(),
+            detail: format!("unusable location `{location}`"),
+        })
     }
 
     /// The `Authorization` value to send before any 401: a cached token, a
@@ -308,7 +412,14 @@ impl Client {
             .map(|c| format!("Basic {}", c.basic_token()));
         let realm_origin = origin_of(realm);
         let auth = basic.as_deref().map(|b| (b, realm_origin.as_str()));
-        let (resp, _) = self.follow(&Method::GET, &url, &[], auth, &what)?;
+        let request = Request {
+            method: &Method::GET,
+            headers: &[],
+            body: CallBody::None,
+            retry: true,
+            what: &what,
+        };
+        let (resp, _) = self.follow(&request, &url, auth)?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let message = error_message(resp);
@@ -404,22 +515,29 @@ impl Client {
     /// response and its URL.
     fn follow(
         &self,
-        method: &Method,
+        request: &Request,
         url: &str,
-        headers: &[(HeaderName, String)],
         auth: Option<(&str, &str)>,
-        what: &str,
     ) -> Result<(Response<ureq::Body>, String), RegistryError> {
+        let what = request.what;
         let mut url = url.to_string();
-        let mut method = method.clone();
+        let mut method = request.method.clone();
+        let mut body = request.body;
         for _ in 0..=MAX_REDIRECTS {
-            let mut hop_headers = headers.to_vec();
+            let mut hop_headers = request.headers.to_vec();
             if let Some((value, origin)) = auth
                 && origin_of(&url) == origin
             {
                 hop_headers.push((header::AUTHORIZATION, value.to_string()));
             }
-            let resp = self.send(&method, &url, &hop_headers, what)?;
+            let hop = Request {
+                method: &method,
+                headers: &hop_headers,
+                body,
+                retry: request.retry,
+                what,
+            };
+            let resp = self.send(&hop, &url)?;
             let status = resp.status();
             let location = resp
                 .headers()
@@ -438,6 +556,7 @@ impl Client {
                     tracing::debug!(from = %url, to = %next, "following redirect");
                     if status == StatusCode::SEE_OTHER {
                         method = Method::GET;
+                        body = CallBody::None;
                     }
                     url = next;
                 }
@@ -451,18 +570,13 @@ impl Client {
         })
     }
 
-    /// One HTTP exchange, retried (for GET and HEAD) on connection errors
-    /// and on 429/5xx with exponential backoff, honouring a short
-    /// `Retry-After`. A retryable status that outlasts the retries is
-    /// returned as a response for the caller to report.
-    fn send(
-        &self,
-        method: &Method,
-        url: &str,
-        headers: &[(HeaderName, String)],
-        what: &str,
-    ) -> Result<Response<ureq::Body>, RegistryError> {
-        let idempotent = *method == Method::GET || *method == Method::HEAD;
+    /// One HTTP exchange, retried (for GET, HEAD and calls marked `retry`)
+    /// on connection errors and on 429/5xx with exponential backoff,
+    /// honouring a short `Retry-After`. A retryable status that outlasts the
+    /// retries is returned as a response for the caller to report.
+    fn send(&self, request: &Request, url: &str) -> Result<Response<ureq::Body>, RegistryError> {
+        let method = request.method;
+        let idempotent = request.retry || *method == Method::GET || *method == Method::HEAD;
         let max_retries = if idempotent {
             self.inner.opts.max_retries
         } else {
@@ -470,7 +584,7 @@ impl Client {
         };
         let mut attempt = 0;
         loop {
-            match self.send_once(method, url, headers, what) {
+            match self.send_once(request, url) {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if attempt < max_retries && is_retryable_status(status) {
@@ -495,29 +609,41 @@ impl Client {
                         attempt += 1;
                         continue;
                     }
-                    return Err(transport_error(what, url, e));
+                    return Err(transport_error(request.what, url, e));
                 }
             }
         }
     }
 
-    fn send_once(
-        &self,
-        method: &Method,
-        url: &str,
-        headers: &[(HeaderName, String)],
-        what: &str,
-    ) -> Result<Response<ureq::Body>, ureq::Error> {
+    fn send_once(&self, request: &Request, url: &str) -> Result<Response<ureq::Body>, ureq::Error> {
         let agent = self
             .agent_for(url)
             .map_err(|e| ureq::Error::Other(Box::new(e)))?;
-        let mut req = http::Request::builder().method(method.clone()).uri(url);
-        for (name, value) in headers {
+        let mut req = http::Request::builder()
+            .method(request.method.clone())
+            .uri(url);
+        for (name, value) in request.headers {
             req = req.header(name, value);
         }
-        let req = req.body(()).map_err(ureq::Error::Http)?;
-        tracing::trace!(%method, %url, what, "request");
-        agent.run(req)
+        tracing::trace!(method = %request.method, %url, what = request.what, "request");
+        match request.body {
+            CallBody::None => agent.run(req.body(()).map_err(ureq::Error::Http)?),
+            CallBody::Bytes(bytes) => agent.run(req.body(bytes).map_err(ureq::Error::Http)?),
+            CallBody::File { file, offset, len } => {
+                let mut range = FileRange {
+                    file,
+                    pos: offset,
+                    end: offset + len,
+                };
+                // An explicit length: ureq would otherwise send a reader
+                // chunked, which not every registry (or proxy) accepts.
+                let req = req
+                    .header(header::CONTENT_LENGTH, len.to_string())
+                    .body(SendBody::from_reader(&mut range))
+                    .map_err(ureq::Error::Http)?;
+                agent.run(req)
+            }
+        }
     }
 
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
@@ -613,14 +739,23 @@ impl Client {
 
     /// The scheme for `registry`, probing once where plain HTTP is allowed.
     fn scheme(&self, registry: &str, what: &str) -> Result<Scheme, RegistryError> {
-        if let Some(s) = self
-            .inner
-            .schemes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(registry)
-        {
-            return Ok(*s);
+        let known = || {
+            self.inner
+                .schemes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(registry)
+                .copied()
+        };
+        if let Some(s) = known() {
+            return Ok(s);
+        }
+        if !self.allows_http(registry) {
+            return Ok(Scheme::Https);
+        }
+        let _probing = self.inner.probing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = known() {
+            return Ok(s);
         }
         let scheme = if self.allows_http(registry) {
             self.probe(registry, what)?
@@ -643,9 +778,16 @@ impl Client {
         let host = api_host(registry);
         let https = format!("https://{host}/v2/");
         let http = format!("http://{host}/v2/");
+        let get = Request {
+            method: &Method::GET,
+            headers: &[],
+            body: CallBody::None,
+            retry: true,
+            what,
+        };
         let mut attempt = 0;
         loop {
-            let https_error = match self.send_once(&Method::GET, &https, &[], what) {
+            let https_error = match self.send_once(&get, &https) {
                 Ok(resp) => {
                     self.note_challenge(registry, &resp);
                     return Ok(Scheme::Https);
@@ -653,7 +795,7 @@ impl Client {
                 Err(e) if is_certificate_error(&e) => return Err(transport_error(what, &https, e)),
                 Err(e) => e,
             };
-            match self.send_once(&Method::GET, &http, &[], what) {
+            match self.send_once(&get, &http) {
                 Ok(resp) => {
                     tracing::debug!(registry, error = %https_error, "using plain HTTP");
                     self.note_challenge(registry, &resp);

@@ -60,6 +60,19 @@ pub enum RegistryError {
         message: String,
     },
 
+    /// HTTP 403: authenticated, but not allowed (a push to a repository the
+    /// account may only read, say).
+    #[error(
+        "{what}: `{registry}` denied access to `{repository}`{}; check that this account may push there, or log in as one that may with `builder login {registry}`",
+        message_suffix(.message)
+    )]
+    Denied {
+        what: String,
+        registry: String,
+        repository: String,
+        message: String,
+    },
+
     #[error("{what}: `{registry}` sent an unusable WWW-Authenticate header `{header}`")]
     BadChallenge {
         what: String,
@@ -158,6 +171,7 @@ impl RegistryError {
         match self {
             Self::Status { status, .. } => Some(*status),
             Self::AuthenticationRequired { .. } | Self::CredentialsRejected { .. } => Some(401),
+            Self::Denied { .. } => Some(403),
             _ => None,
         }
     }

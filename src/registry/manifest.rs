@@ -16,7 +16,7 @@
 use ureq::http::{Method, header};
 
 use super::auth::pull_scope;
-use super::client::{Call, Client, read_limited, status_error};
+use super::client::{Call, CallBody, Client, read_limited, status_error};
 use super::error::RegistryError;
 use crate::oci::media_type::MANIFEST_ACCEPT;
 use crate::oci::{Descriptor, Digest, Index, Manifest, MediaType, Platform};
@@ -71,6 +71,8 @@ impl Client {
             scope: Some(pull_scope(r.repository())),
             path: format!("/v2/{}/manifests/{reference}", r.repository()),
             headers: vec![(header::ACCEPT, MANIFEST_ACCEPT.to_string())],
+            body: CallBody::None,
+            retry: true,
             what: &what,
         };
         let resp = self.execute(&call)?;

@@ -4,7 +4,8 @@
 //! the bytes of its manifests and blobs: which scheme and certificates a
 //! registry gets, who gets which credentials, retries and resumption. It
 //! knows nothing of the store: it hands out verified manifest bytes and
-//! blob streams, and the caller decides where they go.
+//! blob streams, and the caller decides where they go; for a push it takes
+//! a blob as an open file and a manifest as bytes.
 //!
 //! # Why a blocking client on `ureq`, not `oci-client`
 //!
@@ -23,14 +24,15 @@
 //! # Layout
 //!
 //! - `client`: [`RegistryOptions`], [`Client`], scheme choice, redirects,
-//!   retries, the 401 → token → retry loop. A push (`upload.rs`, later)
-//!   adds POST/PATCH/PUT calls on the same `Client::execute`.
+//!   retries, the 401 → token → retry loop, request bodies.
 //! - `auth`: `WWW-Authenticate` parsing, tokens and their cache.
 //! - `credentials`: `auth.json` / `config.json`, for the client and for
 //!   `builder login`/`logout`.
 //! - `tls`: trusted roots per registry host.
 //! - `manifest`: manifest fetch and verification, index → platform.
 //! - `blob`: the resumable [`BlobReader`] and small verified fetches.
+//! - `upload`: push: blob `HEAD`, cross-repository mounts, monolithic and
+//!   chunked uploads that resume after a cut, manifest `PUT`.
 //!
 //! # Invariants
 //!
@@ -50,6 +52,7 @@ pub mod credentials;
 mod error;
 mod manifest;
 mod tls;
+mod upload;
 
 pub use auth::{Challenge, parse_challenges};
 pub use blob::{BlobReader, VERIFIED_BYTES_MAX, into_registry_error};
@@ -58,3 +61,4 @@ pub use credentials::{AuthFiles, Credential, CredentialsError};
 pub use error::RegistryError;
 pub use manifest::{FetchedManifest, MANIFEST_SIZE_MAX, Resolved, select_platform};
 pub use tls::DEFAULT_CERTS_DIRS;
+pub use upload::{BlobPushed, CHUNK_SIZE};

@@ -20,6 +20,20 @@ pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// identity (`inspect`'s `digest`) and can be pushed back unchanged.
 pub const SOURCE_MANIFEST_ANNOTATION: &str = "dev.builder.source-manifest";
 
+/// Prefix of the name an image without a name is kept under (see
+/// [`unnamed_image_name`]). A real name is a normalised reference, which
+/// always holds a `/` (`docker.io/library/…`), so the two never collide.
+const UNNAMED_PREFIX: &str = "sha256:";
+
+/// The name an image that has none (loaded from an archive without names)
+/// is kept under: its image ID, `sha256:<config hex>`. The layout must name
+/// every image it keeps (an unnamed entry would be invisible to `images`
+/// and collected by `prune`); `set_image` drops this placeholder once the
+/// image gets a real name.
+pub fn unnamed_image_name(image_id: &Digest) -> String {
+    format!("{UNNAMED_PREFIX}{}", image_id.hex())
+}
+
 pub(super) const EMPTY_INDEX: &str =
     r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
 
@@ -50,6 +64,12 @@ impl ImageRecord {
         is_index_media_type(&self.manifest.media_type)
     }
 
+    /// Whether this record is an unnamed image's placeholder
+    /// ([`unnamed_image_name`]).
+    pub fn is_unnamed(&self) -> bool {
+        self.name.starts_with(UNNAMED_PREFIX)
+    }
+
     /// The manifest digest a registry knows this image by: the source
     /// manifest when builder converted it, else the named manifest.
     pub fn registry_digest(&self) -> Digest {
@@ -58,6 +78,17 @@ impl ImageRecord {
             .and_then(|d| Digest::parse(d).ok())
             .unwrap_or_else(|| self.manifest.digest.clone())
     }
+}
+
+/// `manifest` as an index entry naming it `name`.
+fn named_descriptor(manifest: &Descriptor, name: &str) -> Descriptor {
+    let mut descriptor = manifest.clone();
+    descriptor.platform = None;
+    descriptor
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
+    descriptor
 }
 
 impl Store {
@@ -112,21 +143,49 @@ impl Store {
         Ok(self.list_images()?.into_iter().find(|r| r.name == name))
     }
 
-    /// Names `manifest` as `name`, replacing what the name pointed to before.
-    /// The manifest blob and everything it references must already be stored.
+    /// Names `manifest` as `name`, replacing what the name pointed to before
+    /// (and the image's unnamed placeholder, if it had one). The manifest
+    /// blob and everything it references must already be stored.
     pub fn set_image(&self, name: &str, manifest: &Descriptor) -> Result<(), StoreError> {
         debug_assert!(self.has_blob(&manifest.digest));
-        let mut descriptor = manifest.clone();
-        descriptor.platform = None;
-        descriptor
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(REF_NAME_ANNOTATION.to_string(), name.to_string());
+        let descriptor = named_descriptor(manifest, name);
         self.edit_index(|index| {
+            index.manifests.retain(|d| {
+                let other = d.annotation(REF_NAME_ANNOTATION);
+                other != Some(name)
+                    && !(d.digest == manifest.digest
+                        && other.is_some_and(|n| n.starts_with(UNNAMED_PREFIX)))
+            });
+            index.manifests.push(descriptor);
+        })
+    }
+
+    /// Keeps an image that has no name under its placeholder name
+    /// ([`unnamed_image_name`]), unless some entry already holds this
+    /// manifest (then it has a name, or its placeholder). Returns the name
+    /// the image can be found by.
+    pub fn add_unnamed_image(
+        &self,
+        manifest: &Descriptor,
+        image_id: &Digest,
+    ) -> Result<String, StoreError> {
+        debug_assert!(self.has_blob(&manifest.digest));
+        let placeholder = unnamed_image_name(image_id);
+        let descriptor = named_descriptor(manifest, &placeholder);
+        self.edit_index(|index| {
+            if let Some(existing) = index
+                .manifests
+                .iter()
+                .find(|d| d.digest == manifest.digest)
+                .and_then(|d| d.annotation(REF_NAME_ANNOTATION))
+            {
+                return existing.to_string();
+            }
             index
                 .manifests
-                .retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(name));
+                .retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(&placeholder));
             index.manifests.push(descriptor);
+            placeholder.clone()
         })
     }
 

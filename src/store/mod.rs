@@ -56,7 +56,9 @@ pub use containers::{
     is_container_id, is_valid_container_name,
 };
 pub use error::StoreError;
-pub use images::{ImageRecord, REF_NAME_ANNOTATION, SOURCE_MANIFEST_ANNOTATION};
+pub use images::{
+    ImageRecord, REF_NAME_ANNOTATION, SOURCE_MANIFEST_ANNOTATION, unnamed_image_name,
+};
 pub use layers::LayerEntry;
 pub use lists::{ListAdded, Reached};
 pub use lock::LockMode;

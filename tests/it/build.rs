@@ -1497,3 +1497,138 @@ fn target_builds_only_the_stages_it_needs() {
     assert!(has_line(&b.run.stderr, "extra-ran"), "{}", b.run);
     assert_eq!(run_image(&env, "extra"), "1\n2\n3\nfrom-the-helper-image\n");
 }
+
+/// A base image missing from the store is pulled with the build's pull
+/// options (`--pull=missing` by default; `--tls-verify=false` for the plain
+/// local registry), and `--pull=never` refuses to.
+#[test]
+fn a_missing_base_image_is_pulled_with_the_pull_options() {
+    let env = TestEnv::new();
+    let (reference, _) = serve_fixture("busybox");
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Containerfile",
+            &format!(
+                "FROM {reference}\nRUN echo pulled-and-built > /out\nCMD [\"cat\", \"/out\"]\n"
+            ),
+        )],
+    );
+    let never = build(&env, &ctx, &["-t", "p", "--pull=never"]).failure();
+    assert!(never.stderr.contains("not in the store"), "{never}");
+    build_ok(&env, &ctx, &["-t", "p", "--tls-verify=false"]);
+    let names = env.builder(&["images", "--json"]).success().stdout;
+    assert!(
+        names.contains(&reference),
+        "the base was not stored: {names}"
+    );
+    assert_eq!(run_image(&env, "p"), "pulled-and-built\n");
+}
+
+/// `--push` (and `--output type=registry`) pushes every `-t` name after the
+/// build; skopeo reads what was pushed, and its digest is the one builder
+/// prints.
+#[test]
+fn push_sends_every_name_to_its_registry() {
+    let env = env_with_busybox();
+    let registry = crate::support::registry::Registry::shared();
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            (
+                "Containerfile",
+                "FROM busybox\nCOPY f /f\nCMD [\"cat\", \"/f\"]\n",
+            ),
+            ("f", "pushed by build\n"),
+        ],
+    );
+    let first = registry.reference("built/one:1");
+    let second = registry.reference("built/two:2");
+    let run = build_ok(
+        &env,
+        &ctx,
+        &["-t", &first, "-t", &second, "--push", "--tls-verify=false"],
+    );
+    for name in [&first, &second] {
+        assert!(
+            run.run.stderr.contains(&format!("Pushed {name}")),
+            "{}",
+            run.run
+        );
+        let raw = process::run_ok({
+            let mut c = std::process::Command::new("skopeo");
+            c.args(["inspect", "--tls-verify=false", "--raw"])
+                .arg(format!("docker://{name}"));
+            c
+        });
+        let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(
+            manifest["config"]["digest"].as_str(),
+            Some(run.id.as_str()),
+            "{name}: {raw}"
+        );
+    }
+    let bad = build(&env, &ctx, &["--push"]).failure();
+    assert!(bad.stderr.contains("needs at least one -t"), "{bad}");
+}
+
+/// `--output type=oci,dest=FILE` writes an OCI archive, `dest=DIR/` an OCI
+/// layout, `type=docker,dest=FILE` a docker-archive; skopeo reads each,
+/// with the built image's config.
+#[test]
+fn outputs_write_archives_and_layouts_that_skopeo_reads() {
+    let env = env_with_busybox();
+    let ctx = context(
+        &env,
+        "ctx",
+        &[
+            (
+                "Containerfile",
+                "FROM busybox\nCOPY f /f\nCMD [\"cat\", \"/f\"]\n",
+            ),
+            ("f", "exported\n"),
+        ],
+    );
+    let out = env.scratch("out");
+    let oci_tar = out.join("image.oci.tar");
+    let oci_dir = format!("{}/layout/", out.display());
+    let docker_tar = out.join("image.docker.tar");
+    let run = build_ok(
+        &env,
+        &ctx,
+        &[
+            "-t",
+            "exported:1",
+            "--output",
+            &format!("type=oci,dest={}", oci_tar.display()),
+            "--output",
+            &format!("type=oci,dest={oci_dir}"),
+            "-o",
+            &format!("type=docker,dest={}", docker_tar.display()),
+        ],
+    );
+    let skopeo_config = |source: String| -> Value {
+        let mut c = Command::new("skopeo");
+        c.args(["inspect", "--config"]).arg(&source);
+        serde_json::from_str(&process::run_ok(c)).unwrap()
+    };
+    let want = inspect(&env, "exported:1")["config"].clone();
+    for source in [
+        format!("oci-archive:{}", oci_tar.display()),
+        format!("oci:{oci_dir}"),
+        format!("docker-archive:{}", docker_tar.display()),
+    ] {
+        let config = skopeo_config(source.clone());
+        assert_eq!(config["rootfs"], want["rootfs"], "{source}");
+        assert_eq!(config["config"]["Cmd"], want["config"]["Cmd"], "{source}");
+    }
+    assert!(
+        run.run.stderr.contains("Wrote docker-archive"),
+        "{}",
+        run.run
+    );
+    let bad = build(&env, &ctx, &["-o", "type=tarball"]).failure();
+    assert!(bad.stderr.contains("invalid --output"), "{bad}");
+}

@@ -13,6 +13,15 @@
 //!   manifests put into it ([`FaultProxy::put_blob`],
 //!   [`FaultProxy::put_manifest`]), with `Range` support.
 //!
+//! For pushes, Bearer mode checks actions as a registry does: GET/HEAD need
+//! `pull` on the path's repository, other methods `push`, and a
+//! cross-repository mount (`?from=SRC`) also `pull` on SRC; the token
+//! endpoint grants every `scope` parameter it is asked for. Two faults act
+//! on uploads: [`Fault::CutRequest`] hangs up while the request body is
+//! still arriving (upstream never sees the request), and
+//! [`Fault::HangUpAfterForward`] lets the request reach upstream and then
+//! hangs up instead of answering.
+//!
 //! It speaks just enough HTTP/1.1: one request per connection
 //! (`Connection: close`), bodies by `Content-Length` (requests) or
 //! `Content-Length`/chunked/EOF (upstream responses), each connection on its
@@ -62,6 +71,13 @@ pub enum Fault {
     Redirect(String),
     /// Serve the normal response but change a header (`None` removes it).
     SetHeader(&'static str, Option<String>),
+    /// Read only the first N bytes of the request body, then close the
+    /// connection with the rest unread (the client sees a reset while
+    /// sending). Nothing is forwarded.
+    CutRequest(usize),
+    /// Forward the request upstream, then close the connection without
+    /// answering: the registry did the work, the client never hears of it.
+    HangUpAfterForward,
 }
 
 impl Fault {
@@ -75,6 +91,8 @@ impl Fault {
             Fault::IgnoreRange => "ignore-range",
             Fault::Redirect(_) => "redirect",
             Fault::SetHeader(..) => "set-header",
+            Fault::CutRequest(_) => "cut-request",
+            Fault::HangUpAfterForward => "hang-up",
         }
     }
 }
@@ -90,6 +108,10 @@ pub struct LogEntry {
     pub authorization: Option<String>,
     /// The request's `Range` header.
     pub range: Option<String>,
+    /// The request's `Content-Range` header (upload chunks).
+    pub content_range: Option<String>,
+    /// Request body bytes received (for a cut request: before the cut).
+    pub body_len: usize,
     /// The fault applied, if any.
     pub fault: Option<&'static str>,
 }
@@ -164,6 +186,17 @@ impl Request {
     }
     fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
+    }
+    fn query_all(&self, name: &str) -> Vec<String> {
+        let Some((_, q)) = self.target.split_once('?') else {
+            return Vec::new();
+        };
+        q.split('&')
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == name).then(|| percent_decode(v))
+            })
+            .collect()
     }
     fn query(&self, name: &str) -> Option<String> {
         let q = self.target.split_once('?')?.1;
@@ -423,7 +456,7 @@ fn handle(state: &State, mut conn: TcpStream) {
         return;
     }
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let req = match read_request(&conn) {
+    let req = match read_request(state, &conn) {
         Ok(Some(req)) => req,
         Ok(None) => return,
         Err(_) => {
@@ -436,17 +469,33 @@ fn handle(state: &State, mut conn: TcpStream) {
     };
     let mut fault_name = None;
     let (resp, cut) = respond(state, req.clone(), &mut fault_name);
-    lock(&state.log).push(LogEntry {
-        method: req.method.clone(),
-        path: req.target.clone(),
-        status: resp.status,
-        authorization: req.header("authorization").map(str::to_string),
-        range: req.header("range").map(str::to_string),
-        fault: fault_name,
-    });
+    log_request(state, &req, resp.status, req.body.len(), fault_name);
+    if fault_name == Some("hang-up") {
+        let _ = conn.shutdown(Shutdown::Both);
+        return;
+    }
     let _ = write_response(&mut conn, &req.method, &resp, cut);
     let _ = conn.flush();
     let _ = conn.shutdown(Shutdown::Both);
+}
+
+fn log_request(
+    state: &State,
+    req: &Request,
+    status: u16,
+    body_len: usize,
+    fault: Option<&'static str>,
+) {
+    lock(&state.log).push(LogEntry {
+        method: req.method.clone(),
+        path: req.target.clone(),
+        status,
+        authorization: req.header("authorization").map(str::to_string),
+        range: req.header("range").map(str::to_string),
+        content_range: req.header("content-range").map(str::to_string),
+        body_len,
+        fault,
+    });
 }
 
 /// The response to `req` and, for a cut or a stall, how many body bytes to
@@ -530,9 +579,16 @@ fn respond(
 }
 
 fn take_fault(state: &State, req: &Request) -> Option<Fault> {
+    take_rule(state, req, false)
+}
+
+/// Takes the next matching rule: of the request-cut kind (checked before
+/// the body is read) or of every other kind.
+fn take_rule(state: &State, req: &Request, request_cut: bool) -> Option<Fault> {
     let mut rules = lock(&state.rules);
     let rule = rules.iter_mut().find(|r| {
         r.remaining != Some(0)
+            && matches!(r.fault, Fault::CutRequest(_)) == request_cut
             && r.method.as_deref().is_none_or(|m| m == req.method)
             && req.target.contains(&r.path_contains)
     })?;
@@ -565,7 +621,19 @@ fn check_auth(state: &State, req: &Request, auth: &AuthMode) -> Option<Response>
             }
         }
         AuthMode::Bearer { .. } => {
-            let repo = repository_of(req.path());
+            // What the request needs, as (repository, action) pairs.
+            let mut needs: Vec<(String, &str)> = Vec::new();
+            if let Some(repo) = repository_of(req.path()) {
+                let action = if req.method == "GET" || req.method == "HEAD" {
+                    "pull"
+                } else {
+                    "push"
+                };
+                needs.push((repo.to_string(), action));
+            }
+            if let Some(from) = req.query("from") {
+                needs.push((from, "pull"));
+            }
             let token = req
                 .header("authorization")
                 .and_then(|h| h.strip_prefix("Bearer "));
@@ -577,14 +645,15 @@ fn check_auth(state: &State, req: &Request, auth: &AuthMode) -> Option<Response>
                 if expiry.is_some_and(|e| Instant::now() >= e) {
                     return false;
                 }
-                match repo {
-                    None => true,
-                    Some(repo) => scope.split(' ').any(|s| {
+                needs.iter().all(|(repo, action)| {
+                    scope.split(' ').any(|s| {
                         s.strip_prefix("repository:")
                             .and_then(|s| s.rsplit_once(':'))
-                            .is_some_and(|(r, _)| r == repo)
-                    }),
-                }
+                            .is_some_and(|(r, actions)| {
+                                r == repo && actions.split(',').any(|a| a == *action)
+                            })
+                    })
+                })
             });
             if ok {
                 return None;
@@ -593,8 +662,15 @@ fn check_auth(state: &State, req: &Request, auth: &AuthMode) -> Option<Response>
                 "Bearer realm=\"http://{}/token\",service=\"fault-proxy\"",
                 state.addr
             );
-            if let Some(repo) = repo {
-                challenge.push_str(&format!(",scope=\"repository:{repo}:pull\""));
+            if !needs.is_empty() {
+                let scopes: Vec<String> = needs
+                    .iter()
+                    .map(|(repo, action)| match *action {
+                        "push" => format!("repository:{repo}:pull,push"),
+                        _ => format!("repository:{repo}:pull"),
+                    })
+                    .collect();
+                challenge.push_str(&format!(",scope=\"{}\"", scopes.join(" ")));
             }
             if token.is_some() {
                 challenge.push_str(",error=\"invalid_token\"");
@@ -629,7 +705,8 @@ fn token_endpoint(state: &State, req: &Request, auth: &AuthMode) -> Response {
     if req.query("service").as_deref() != Some("fault-proxy") {
         return Response::error(400, "INVALID_SERVICE", "unknown service");
     }
-    let scope = req.query("scope").unwrap_or_default();
+    // Every `scope` parameter is granted (the token protocol allows several).
+    let scope = req.query_all("scope").join(" ");
     let token = format!("tok-{}", state.next_token.fetch_add(1, Ordering::SeqCst));
     let expiry = (*ttl_secs > 0).then(|| Instant::now() + Duration::from_secs(*ttl_secs));
     lock(&state.tokens).insert(token.clone(), (scope, expiry));
@@ -866,8 +943,9 @@ fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
 }
 
 /// Reads one request; `Ok(None)` when the peer connected and closed without
-/// sending anything (the accept loop's wake-up, a port probe).
-fn read_request(conn: &TcpStream) -> io::Result<Option<Request>> {
+/// sending anything (the accept loop's wake-up, a port probe), or when a
+/// [`Fault::CutRequest`] rule cut the request short (it is logged here).
+fn read_request(state: &State, conn: &TcpStream) -> io::Result<Option<Request>> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let line = match read_line(&mut reader) {
         Ok(l) => l,
@@ -894,14 +972,37 @@ fn read_request(conn: &TcpStream) -> io::Result<Option<Request>> {
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
-    Ok(Some(Request {
+    let mut req = Request {
         method: method.to_string(),
         target: target.to_string(),
         headers,
-        body,
-    }))
+        body: Vec::new(),
+    };
+    if let Some(Fault::CutRequest(n)) = take_rule(state, &req, true) {
+        let mut partial = vec![0; n.min(len)];
+        let got = read_up_to(&mut reader, &mut partial);
+        log_request(state, &req, 0, got, Some("cut-request"));
+        // Closing with unread data makes the kernel send a reset: the
+        // client fails mid-send, as on a broken network.
+        drop(reader);
+        let _ = conn.shutdown(Shutdown::Both);
+        return Ok(None);
+    }
+    req.body = vec![0; len];
+    reader.read_exact(&mut req.body)?;
+    Ok(Some(req))
+}
+
+/// Reads until `buf` is full or the peer stops sending; returns the count.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    got
 }
 
 fn write_response(

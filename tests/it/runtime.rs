@@ -347,10 +347,12 @@ fn fork_bomb_is_contained_by_pids_limit() {
     assert!((28..=32).contains(&n), "{n} processes under pids.max=32");
 
     // The real thing: the shell survives and the run ends at once, the
-    // bomb's processes killed with the namespace.
+    // bomb's processes killed with the namespace. The bomb starts in a
+    // child shell, so the main shell forks only once, before the limit is
+    // reached (a shell that cannot fork exits 2).
     let start = Instant::now();
     let (o, out) = limited(
-        "b() { b | b & }; b; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo survived",
+        "sh -c 'b() { b | b & }; b'; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo survived",
     );
     assert_eq!(o.status, ExitStatus::Exited(0), "{out}");
     assert!(out.ends_with("survived\n"), "{out}");

@@ -22,10 +22,45 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("layer", &["oci", "sys"]),
     ("mount", &["sys"]),
     ("runtime", &["mount", "sys", "oci"]),
-    // Layer 2. `pull` unpacks as it downloads, so it uses `layer`.
+    // Layer 2. `ingest` is the verified layer intake `pull` and `archive`
+    // share (hash, unpack, commit), so it sits below them.
+    ("ingest", &["store", "layer", "oci", "progress"]),
     (
         "pull",
-        &["registry", "store", "layer", "oci", "reference", "progress"],
+        &[
+            "registry",
+            "ingest",
+            "store",
+            "layer",
+            "oci",
+            "reference",
+            "progress",
+        ],
+    ),
+    (
+        "archive",
+        &[
+            "ingest",
+            "store",
+            "layer",
+            "oci",
+            "reference",
+            "progress",
+            "sys",
+        ],
+    ),
+    // `push` re-encodes layers for `--compression`, so it uses `layer`.
+    (
+        "push",
+        &[
+            "registry",
+            "store",
+            "layer",
+            "oci",
+            "reference",
+            "progress",
+            "sys",
+        ],
     ),
     ("check", &["store", "layer", "oci"]),
     ("rootfs", &["store", "mount", "oci"]),

@@ -104,6 +104,17 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<ExitCode> {
     }
     opts.timestamp = timestamp;
 
+    let mut outputs = args
+        .outputs
+        .iter()
+        .map(|o| Output::parse(o))
+        .collect::<Result<Vec<_>>>()?;
+    if args.push && !outputs.contains(&Output::Registry) {
+        outputs.push(Output::Registry);
+    }
+    if outputs.contains(&Output::Registry) && opts.names.is_empty() {
+        bail!("--push needs at least one -t REGISTRY/REPOSITORY:TAG to push to");
+    }
     let images = CliImages {
         policy: args.pull,
         registry: &args.registry,
@@ -128,6 +139,9 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<ExitCode> {
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &id).with_context(|| format!("write `{}`", path.display()))?;
     }
+    for output in &outputs {
+        export(store, &built, output, &args, reporter.as_ref())?;
+    }
     if !args.quiet {
         let names = if built.names.is_empty() {
             String::new()
@@ -144,6 +158,108 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<ExitCode> {
     }
     println!("{id}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `--output` sends the built image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Output {
+    /// Push every name.
+    Registry,
+    /// An OCI archive (tar), or an OCI layout directory.
+    Oci(PathBuf),
+    /// A docker-archive (`docker load` format).
+    Docker(PathBuf),
+}
+
+impl Output {
+    fn parse(spec: &str) -> Result<Output> {
+        let mut kind = None;
+        let mut dest = None;
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("type", v)) => kind = Some(v.to_string()),
+                Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+                _ => bail!(
+                    "invalid --output `{spec}`: expected type=registry, type=oci,dest=PATH or type=docker,dest=FILE"
+                ),
+            }
+        }
+        let need_dest = |kind: &str| {
+            dest.clone()
+                .ok_or_else(|| anyhow::anyhow!("--output type={kind} needs dest=PATH (`{spec}`)"))
+        };
+        match kind.as_deref() {
+            Some("registry") | Some("image") if dest.is_none() => Ok(Output::Registry),
+            Some("oci") => Ok(Output::Oci(need_dest("oci")?)),
+            Some("docker") => Ok(Output::Docker(need_dest("docker")?)),
+            _ => bail!(
+                "invalid --output `{spec}`: expected type=registry, type=oci,dest=PATH or type=docker,dest=FILE"
+            ),
+        }
+    }
+}
+
+/// Sends the built image to one `--output`.
+#[allow(clippy::print_stderr)]
+fn export(
+    store: &Store,
+    built: &build::Built,
+    output: &Output,
+    args: &BuildArgs,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    match output {
+        Output::Registry => {
+            let client = super::registry_client(&args.registry)?;
+            for name in &built.names {
+                let image = store
+                    .image(name)?
+                    .ok_or_else(|| anyhow::anyhow!("image `{name}` vanished after the build"))?;
+                let destination = crate::reference::ImageRef::parse(name)?;
+                let pushed = crate::push::push(
+                    &client,
+                    store,
+                    &image,
+                    &destination,
+                    &crate::push::PushOptions::default(),
+                    reporter,
+                )?;
+                if !args.quiet {
+                    eprintln!("Pushed {} ({})", pushed.destination, pushed.manifest.digest);
+                }
+            }
+            Ok(())
+        }
+        Output::Oci(path) | Output::Docker(path) => {
+            use crate::archive::{Format, SaveImage, save};
+            let format = match output {
+                Output::Docker(_) => Format::DockerArchive,
+                _ if path.is_dir() || path.to_string_lossy().ends_with('/') => Format::OciDir,
+                _ => Format::OciArchive,
+            };
+            let images: Vec<SaveImage> = if built.names.is_empty() {
+                vec![SaveImage {
+                    name: None,
+                    manifest: built.image.named.clone(),
+                }]
+            } else {
+                built
+                    .names
+                    .iter()
+                    .map(|n| SaveImage {
+                        name: Some(n.clone()),
+                        manifest: built.image.named.clone(),
+                    })
+                    .collect()
+            };
+            save(store, &images, format, path, reporter)
+                .with_context(|| format!("write the image to `{}`", path.display()))?;
+            if !args.quiet {
+                eprintln!("Wrote {} {}", format.name(), path.display());
+            }
+            Ok(())
+        }
+    }
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -17,9 +17,13 @@ use crate::store::{ImageRecord, Store};
 /// One row of `builder images`: an image, or a manifest list.
 #[derive(Serialize)]
 struct ImageSummary {
+    /// The name; an unnamed image's is its ID (`sha256:…`, shown as
+    /// `<none>` in the table).
     name: String,
     /// `image` or `manifest list`.
     kind: &'static str,
+    #[serde(skip)]
+    unnamed: bool,
     /// The image ID: the config digest, as docker and podman define it.
     /// A manifest list has no config: its ID is its index digest.
     id: Digest,
@@ -64,6 +68,7 @@ fn summary(store: &Store, record: &ImageRecord) -> Result<ImageSummary> {
     Ok(ImageSummary {
         name: record.name.clone(),
         kind: "image",
+        unnamed: record.is_unnamed(),
         id: manifest.config.digest,
         digest: record.registry_digest(),
         created: config.created,
@@ -88,6 +93,7 @@ fn list_summary(store: &Store, record: &ImageRecord) -> Result<ImageSummary> {
     Ok(ImageSummary {
         name: record.name.clone(),
         kind: "manifest list",
+        unnamed: false,
         id: record.manifest.digest.clone(),
         digest: record.manifest.digest.clone(),
         created: None,
@@ -128,7 +134,7 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
             };
             println!(
                 "{:<50} {:<14} {:<22} {:>10}  {platforms}",
-                row.name,
+                if row.unnamed { "<none>" } else { &row.name },
                 row.id.short(),
                 created,
                 human_bytes(row.size)

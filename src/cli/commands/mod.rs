@@ -1,6 +1,7 @@
 //! One function per subcommand, plus what they share: opening the store,
 //! resolving a user's image argument, building a registry client.
 
+mod archive;
 mod build;
 mod check;
 mod containerfile;
@@ -10,6 +11,7 @@ mod login;
 mod manifest;
 mod mount;
 mod pull;
+mod push;
 mod run;
 
 use std::process::ExitCode;
@@ -49,11 +51,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ps(args) => containers::ps(&open(LockMode::Shared)?, args),
         Command::Rm(args) => containers::rm(&open(LockMode::Shared)?, args),
         Command::Pull(args) => pull::pull(&open(LockMode::Shared)?, args),
+        Command::Push(args) => push::push(&open(LockMode::Shared)?, args),
         Command::Images(args) => images::images(&open(LockMode::Shared)?, args),
         Command::Inspect(args) => images::inspect(&open(LockMode::Shared)?, args),
         Command::Tag(args) => images::tag(&open(LockMode::Shared)?, args),
         Command::Rmi(args) => images::rmi(&open(LockMode::Shared)?, args),
         Command::Manifest(cmd) => manifest::run(&open(LockMode::Shared)?, cmd),
+        Command::Save(args) => archive::save(&open(LockMode::Shared)?, args),
+        Command::Load(args) => archive::load(&open(LockMode::Shared)?, args),
         Command::Prune(args) => images::prune(&open(LockMode::ExclusiveNoWait)?, args),
         Command::Mount(args) => mount::mount(&open(LockMode::Shared)?, args),
         Command::Umount(args) => mount::umount(&open(LockMode::Shared)?, args),
