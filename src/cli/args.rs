@@ -231,12 +231,18 @@ pub struct ManifestPushArgs {
     pub list: String,
     /// Where to push it, e.g. registry.example/app:1.0 [default: the list's name]
     pub destination: Option<String>,
-    /// Write the pushed list's digest to this file
+    /// Also write the pushed list's digest to FILE
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
+    /// Recompress layers that are compressed otherwise (changes their images' digests, and so the list's)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub compression: Option<PushCompression>,
     /// Print only the list's digest
     #[arg(short, long)]
     pub quiet: bool,
+    /// How many blobs to upload at once
+    #[arg(long, default_value_t = crate::push::DEFAULT_CONCURRENCY, value_name = "N")]
+    pub jobs: usize,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -1,14 +1,18 @@
 //! `builder manifest`: manifest lists of the multiarch fixture's two
 //! platforms, pulled one by one with `--platform` and named locally. What a
 //! list holds (`manifest inspect`, the layout's `index.json`), how the other
-//! commands treat it (`images`, `inspect`, `mount` by platform), that it
-//! alone keeps its images through `prune`, and the errors that guard it.
+//! commands treat it (`images`, `inspect`, `mount` by platform, a build's
+//! `FROM`), that it alone keeps its images through `prune`, the errors that
+//! guard it, and `manifest push` to a real docker-registry, read back by
+//! `skopeo inspect --raw` and by `builder pull --platform` (acceptance
+//! item 6 of the CI issue).
 
 use std::fs;
+use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{TestEnv, fixtures, serve_fixture};
+use crate::support::{Registry, TestEnv, fixtures, process, serve_fixture};
 
 const LIST: &str = "example.com/app:multi";
 const AMD: &str = "example.com/app:amd64";
@@ -357,6 +361,10 @@ fn misuse_is_refused_with_what_to_do() {
     env.builder(&["manifest", "rm", AMD])
         .failure()
         .stderr_has("is an image, not a manifest list");
+    let out = env.scratch("out").join("list.tar");
+    env.builder(&["save", LIST, "-o", out.to_str().unwrap()])
+        .failure()
+        .stderr_has("is a manifest list; `save` writes images");
     // Nothing above changed the empty list.
     let index = env.builder(&["manifest", "inspect", LIST]).success().json();
     assert_eq!(index["manifests"], serde_json::json!([]));
@@ -399,4 +407,208 @@ fn a_build_from_a_list_uses_the_image_for_its_platform() {
     env.run_command(cmd)
         .failure()
         .stderr_has("has no image for linux/s390x");
+}
+
+// ------------------------------------------------------------------ push
+
+fn skopeo_raw(reference: &str) -> Value {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"));
+    let raw = process::run_ok(cmd);
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("skopeo printed no JSON ({e}):\n{raw}"))
+}
+
+/// Acceptance item 6: a list of two images pushes (images by digest, then
+/// the index under the tag, byte for byte), `skopeo inspect --raw` shows an
+/// index with both platforms, and `builder pull --platform` of the pushed
+/// list gets each platform's image.
+#[test]
+fn manifest_push_sends_both_images_then_the_index() {
+    let registry = Registry::start_plain();
+    let env = TestEnv::new();
+    let fixture = pull_both_platforms(&env);
+    create_list_of_both(&env);
+    let stored = env.builder(&["manifest", "inspect", LIST]).success().json();
+    let list_digest = env.builder(&["inspect", LIST]).success().json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dest = registry.reference("multi/app:1");
+    let digestfile = env.scratch("out").join("digest");
+    let run = env
+        .builder(&[
+            "manifest",
+            "push",
+            "--tls-verify=false",
+            "--digestfile",
+            digestfile.to_str().unwrap(),
+            LIST,
+            &dest,
+        ])
+        .success()
+        .stderr_has("(2 images)");
+    // Without recompression the index keeps its digest.
+    assert_eq!(run.out(), list_digest, "{run}");
+    assert_eq!(fs::read_to_string(&digestfile).unwrap().trim(), list_digest);
+
+    let raw = skopeo_raw(&dest);
+    assert_eq!(raw, stored, "the registry serves the stored index");
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let platforms: Vec<String> = entries(&raw).into_iter().map(|e| e.0).collect();
+    assert_eq!(platforms, vec!["linux/amd64", "linux/arm64"]);
+    assert_eq!(
+        registry.manifest_digest("multi/app", "1"),
+        list_digest,
+        "the tag names the index"
+    );
+    // Each image is in the repository under its own digest.
+    for image in &fixture.platforms {
+        let child = skopeo_raw(&format!(
+            "{}/multi/app@{}",
+            registry.addr, image.manifest_digest
+        ));
+        assert_eq!(child["config"]["digest"], *image.config_digest);
+    }
+
+    // A fresh store pulls each platform from the pushed list.
+    for (platform, want) in [
+        ("linux/arm64", "linux/arm64/v8"),
+        ("linux/amd64", "linux/amd64"),
+    ] {
+        let fresh = TestEnv::new();
+        let digest = fresh.pull_plain(&dest, &["--platform", platform]);
+        let image = fixture.platform(want);
+        assert_eq!(digest, image.manifest_digest, "{platform}");
+        let root = fresh.mount(&dest);
+        assert_eq!(
+            fs::read_to_string(root.join("etc/arch")).unwrap().trim(),
+            want.split('/').nth(1).unwrap()
+        );
+        fresh.umount(&dest, &root);
+    }
+
+    // `builder push LIST` pushes the list too (here to a second tag: every
+    // blob and image is already there, only the index is put again).
+    let dest2 = registry.reference("multi/app:2");
+    let again = env
+        .builder(&["push", "--tls-verify=false", LIST, &dest2])
+        .success()
+        .stderr_has("0 uploaded");
+    assert_eq!(again.out(), list_digest, "{again}");
+    assert_eq!(skopeo_raw(&dest2), stored);
+}
+
+/// `--compression zstd` re-encodes the images' layers, so each image gets a
+/// new manifest digest, and the pushed index is rewritten to name them
+/// (platforms kept); pulled back, each platform is still its own image.
+#[test]
+fn manifest_push_with_recompression_rewrites_the_index() {
+    let registry = Registry::start_plain();
+    let env = TestEnv::new();
+    let fixture = pull_both_platforms(&env);
+    create_list_of_both(&env);
+    let stored = env.builder(&["inspect", LIST]).success().json();
+    let dest = registry.reference("multi/zstd:1");
+    let run = env
+        .builder(&[
+            "manifest",
+            "push",
+            "--tls-verify=false",
+            "--compression",
+            "zstd",
+            LIST,
+            &dest,
+        ])
+        .success();
+    assert_ne!(run.out(), stored["digest"].as_str().unwrap(), "{run}");
+    assert_eq!(registry.manifest_digest("multi/zstd", "1"), run.out());
+    let raw = skopeo_raw(&dest);
+    let pushed = entries(&raw);
+    assert_eq!(
+        pushed.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        vec!["linux/amd64", "linux/arm64"]
+    );
+    for ((platform, digest, media_type), want) in
+        pushed.iter().zip(["linux/amd64", "linux/arm64/v8"])
+    {
+        let image = fixture.platform(want);
+        assert_ne!(*digest, image.manifest_digest, "{platform}: recompressed");
+        assert_eq!(media_type, "application/vnd.oci.image.manifest.v1+json");
+        let child = skopeo_raw(&format!("{}/multi/zstd@{digest}", registry.addr));
+        assert_eq!(
+            child["config"]["digest"], *image.config_digest,
+            "{platform}"
+        );
+        for layer in child["layers"].as_array().unwrap() {
+            assert_eq!(
+                layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+                "{platform}"
+            );
+        }
+        let fresh = TestEnv::new();
+        assert_eq!(
+            fresh.pull_plain(&dest, &["--platform", platform]),
+            *digest,
+            "{platform}"
+        );
+        let inspect = fresh.builder(&["inspect", &dest]).success().json();
+        assert_eq!(inspect["id"], *image.config_digest, "{platform}");
+    }
+    // The store's list is unchanged.
+    assert_eq!(env.builder(&["inspect", LIST]).success().json(), stored);
+}
+
+/// A list holding a Docker schema2 image pushes it as the Docker manifest
+/// (the digest the index names), and the registry accepts the index.
+#[test]
+fn manifest_push_of_a_docker_image_keeps_its_digest() {
+    let registry = Registry::start_plain();
+    let env = TestEnv::new();
+    pull_both_platforms(&env);
+    let (docker_ref, docker) = serve_fixture("docker");
+    env.pull_plain(&docker_ref, &[]);
+    env.builder(&["manifest", "create", LIST]).success();
+    env.builder(&["manifest", "add", LIST, &docker_ref])
+        .success();
+    env.builder(&["manifest", "add", LIST, ARM]).success();
+    let dest = registry.reference("multi/docker:1");
+    env.builder(&["manifest", "push", "--tls-verify=false", LIST, &dest])
+        .success();
+    let raw = skopeo_raw(&dest);
+    assert_eq!(entries(&raw)[0].1, docker.digest());
+    let child = skopeo_raw(&format!(
+        "{}/multi/docker@{}",
+        registry.addr,
+        docker.digest()
+    ));
+    assert_eq!(
+        child["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let fresh = TestEnv::new();
+    assert_eq!(
+        fresh.pull_plain(&dest, &["--platform", "linux/amd64"]),
+        docker.digest()
+    );
+}
+
+#[test]
+fn manifest_push_of_an_image_or_to_a_digest_is_refused() {
+    let env = TestEnv::new();
+    pull_both_platforms(&env);
+    env.builder(&["manifest", "create", LIST]).success();
+    env.builder(&[
+        "manifest",
+        "push",
+        "--tls-verify=false",
+        AMD,
+        "127.0.0.1:1/x:1",
+    ])
+    .failure()
+    .stderr_has("is an image, not a manifest list");
+    let pinned = format!("127.0.0.1:1/x@sha256:{}", "a".repeat(64));
+    env.builder(&["manifest", "push", "--tls-verify=false", LIST, &pinned])
+        .failure()
+        .stderr_has("a destination names a tag, not a digest");
 }

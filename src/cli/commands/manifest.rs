@@ -3,16 +3,19 @@
 //! like an image (see `store::lists` for how it is kept); these commands
 //! are its only writers.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use super::{find_image, normalise_name};
+use super::{find_image, normalise_name, registry_client};
 use crate::cli::args::{
     ManifestAddArgs, ManifestCommand, ManifestCreateArgs, ManifestInspectArgs, ManifestPushArgs,
-    ManifestRmArgs,
+    ManifestRmArgs, RegistryArgs,
 };
 use crate::oci::Platform;
+use crate::push::{PushOptions, Pusher};
+use crate::reference::ImageRef;
 use crate::store::{ImageRecord, Store, StoreError};
 
 pub fn run(store: &Store, cmd: ManifestCommand) -> Result<ExitCode> {
@@ -106,9 +109,55 @@ fn rm(store: &Store, args: ManifestRmArgs) -> Result<ExitCode> {
 
 fn push(store: &Store, args: ManifestPushArgs) -> Result<ExitCode> {
     let list = find_list(store, &args.list)?;
-    bail!(
-        "`builder manifest push` is not implemented yet: it needs `builder push`; \
-         push `{}`'s images one by one with another tool for now",
-        list.name
+    let destination =
+        super::push::destination(&list.name, &args.list, args.destination.as_deref())?;
+    let options = super::push::options(args.jobs, args.compression);
+    push_list(
+        store,
+        &list,
+        &destination,
+        &args.registry,
+        &options,
+        args.quiet,
+        args.digestfile.as_deref(),
     )
+}
+
+/// Pushes `list`'s images, then the list; prints the list's digest (and
+/// with `digestfile`, writes it there too).
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub(super) fn push_list(
+    store: &Store,
+    list: &ImageRecord,
+    destination: &ImageRef,
+    registry: &RegistryArgs,
+    options: &PushOptions,
+    quiet: bool,
+    digestfile: Option<&Path>,
+) -> Result<ExitCode> {
+    let client = registry_client(registry)?;
+    let reporter = crate::cli::progress::reporter(quiet);
+    let started = std::time::Instant::now();
+    let pushed =
+        Pusher::new(&client, store).push_list(list, destination, options, reporter.as_ref())?;
+    if let Some(path) = digestfile {
+        std::fs::write(path, format!("{}\n", pushed.index.digest))
+            .with_context(|| format!("write digest file `{}`", path.display()))?;
+    }
+    if !quiet {
+        let blobs =
+            |f: fn(&crate::push::Pushed) -> usize| pushed.images.iter().map(f).sum::<usize>();
+        eprintln!(
+            "Pushed manifest list {} ({} images) to {} (blobs: {} uploaded, {} mounted, {} already present) in {:.2}s",
+            list.name,
+            pushed.images.len(),
+            pushed.destination,
+            blobs(|p| p.uploaded),
+            blobs(|p| p.mounted),
+            blobs(|p| p.present),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    println!("{}", pushed.index.digest);
+    Ok(ExitCode::SUCCESS)
 }
