@@ -1,5 +1,6 @@
 //! `check`: verifies a whole store. Every blob is re-hashed, every named
 //! image's manifest, config, layer blobs and unpacked layers are looked up
+//! (for a manifest list: its index and each child image's)
 //! (and every build cache record's layer blob and unpacked layer),
 //! and every unpacked layer directory is compared with the inventory written
 //! when it was unpacked. It reports; it never repairs.
@@ -8,13 +9,11 @@
 //! where things are, the layer module knows what an unpacked tree must
 //! look like.
 
-use std::collections::BTreeSet;
-
 use serde::Serialize;
 
 use crate::layer::inventory::{self, Inventory};
 use crate::oci::{ImageConfig, Manifest};
-use crate::store::{Store, StoreError};
+use crate::store::{Reached, Store, StoreError};
 
 /// What `check` found. `problems` empty means the store is intact.
 #[derive(Debug, Default, Serialize)]
@@ -23,6 +22,8 @@ pub struct CheckReport {
     pub blob_bytes_checked: u64,
     pub layers_checked: u64,
     pub images_checked: u64,
+    /// Manifest lists checked (their child images are checked with them).
+    pub lists_checked: u64,
     pub cache_records_checked: u64,
     pub problems: Vec<Problem>,
 }
@@ -64,41 +65,54 @@ pub fn check(store: &Store) -> Result<CheckReport, StoreError> {
         report.blobs_checked += 1;
     }
 
-    let mut needed_layers = BTreeSet::new();
     for record in store.list_images()? {
-        report.images_checked += 1;
-        let object = format!("image {}", record.name);
-        let manifest: Manifest = match store.manifest(&record.manifest.digest) {
-            Ok((_, m)) => m,
-            Err(e) => {
-                report.problem(object, format!("manifest: {}", error_chain(&e)));
-                continue;
-            }
-        };
-        for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            if !store.has_blob(&desc.digest) {
-                report.problem(object.clone(), format!("blob {} is missing", desc.digest));
-            }
+        if record.is_list() {
+            report.lists_checked += 1;
+        } else {
+            report.images_checked += 1;
         }
-        let config = store
-            .read_blob(&manifest.config.digest)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<ImageConfig>(&b).ok());
-        let Some(config) = config else {
-            report.problem(
-                object,
-                format!("config {} is missing or invalid", manifest.config.digest),
-            );
-            continue;
+        let kind = if record.is_list() {
+            "manifest list"
+        } else {
+            "image"
         };
-        for diff_id in config.rootfs.diff_ids {
-            if !store.has_layer(&diff_id) {
-                report.problem(
+        let object = format!("{kind} {}", record.name);
+        for reached in store.reachable(&record)? {
+            let (descriptor, manifest) = match reached {
+                Reached::Index { error: None, .. } => continue,
+                Reached::Index {
+                    error: Some(e),
+                    descriptor,
+                } => {
+                    report.problem(
+                        object.clone(),
+                        format!("index {}: {}", descriptor.digest, error_chain(&e)),
+                    );
+                    continue;
+                }
+                Reached::Image {
+                    descriptor,
+                    manifest,
+                } => (descriptor, manifest),
+            };
+            // A list names its children by digest; say which one is damaged.
+            let what = if record.is_list() {
+                let platform = descriptor
+                    .platform
+                    .as_ref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default();
+                format!("image {}{platform}: ", descriptor.digest)
+            } else {
+                String::new()
+            };
+            match manifest {
+                Ok(manifest) => check_image(store, &mut report, &object, &what, &manifest),
+                Err(e) => report.problem(
                     object.clone(),
-                    format!("layer {diff_id} is not unpacked; pull the image again"),
-                );
+                    format!("{what}manifest: {}", error_chain(&e)),
+                ),
             }
-            needed_layers.insert(diff_id);
         }
     }
 
@@ -167,4 +181,42 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
+}
+
+/// Checks that an image manifest's config and layer blobs are stored and
+/// its layers unpacked; `what` prefixes each problem (which child of a list).
+fn check_image(
+    store: &Store,
+    report: &mut CheckReport,
+    object: &str,
+    what: &str,
+    manifest: &Manifest,
+) {
+    for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        if !store.has_blob(&desc.digest) {
+            report.problem(object, format!("{what}blob {} is missing", desc.digest));
+        }
+    }
+    let config = store
+        .read_blob(&manifest.config.digest)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ImageConfig>(&b).ok());
+    let Some(config) = config else {
+        report.problem(
+            object,
+            format!(
+                "{what}config {} is missing or invalid",
+                manifest.config.digest
+            ),
+        );
+        return;
+    };
+    for diff_id in config.rootfs.diff_ids {
+        if !store.has_layer(&diff_id) {
+            report.problem(
+                object,
+                format!("{what}layer {diff_id} is not unpacked; pull the image again"),
+            );
+        }
+    }
 }

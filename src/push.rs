@@ -23,6 +23,12 @@
 //! store names an OCI conversion (`store::SOURCE_MANIFEST_ANNOTATION`);
 //! push sends the original Docker manifest, which the annotation points at.
 //!
+//! Manifest lists ([`Pusher::push_list`]): each image of the list is pushed
+//! by digest into the destination repository, then the index under the
+//! destination's tag (a registry refuses an index naming manifests it does
+//! not have). The index is sent as stored unless recompression gave an
+//! image a new manifest digest; then it is rewritten to name the new ones.
+//!
 //! Recompression (`compression: Some(…)`): each layer whose compression
 //! differs is decoded and re-encoded (`layer::compression`) into a store
 //! transaction's temp blob, in one streaming pass that also hashes the
@@ -146,6 +152,17 @@ pub enum PushError {
     Cancelled { image: String },
 }
 
+/// The outcome of a successful [`Pusher::push_list`].
+#[derive(Debug, Clone)]
+pub struct PushedList {
+    /// The destination, normalised (`registry/repository:tag`).
+    pub destination: String,
+    /// The index as pushed: its digest is what the registry serves.
+    pub index: Descriptor,
+    /// Each image of the list, in index order, as pushed (by digest).
+    pub images: Vec<Pushed>,
+}
+
 /// Pushes images from one store through one client. It remembers which
 /// repositories it has pushed each blob to, so later pushes to the same
 /// registry mount instead of uploading.
@@ -217,6 +234,14 @@ impl<'a> Pusher<'a> {
             image: name.clone(),
             source,
         };
+        if image.is_list() {
+            // A list is pushed with its images: `push_list`.
+            return Err(PushError::UnsupportedManifest {
+                image: name,
+                manifest: image.manifest.digest.clone(),
+                media_type: image.manifest.media_type.clone(),
+            });
+        }
 
         // The manifest as a registry knows it: the Docker original when the
         // store names a conversion.
@@ -355,6 +380,14 @@ impl<'a> Pusher<'a> {
             let bytes = serde_json::to_vec(&oci).expect("a manifest serialises");
             (bytes, media_type::OCI_MANIFEST.to_string())
         };
+        // A destination pinned by digest names the manifest it pins; a
+        // rewritten manifest is put under its own new digest instead.
+        let destination = &match destination.digest() {
+            Some(_) if !replaced.is_empty() => {
+                destination.with_digest(Digest::of_bytes(&push_bytes))
+            }
+            _ => destination.clone(),
+        };
         reporter.status(&format!("writing manifest to {destination}"));
         let digest = self
             .client
@@ -372,6 +405,86 @@ impl<'a> Pusher<'a> {
             mounted: count(BlobOutcome::Mounted),
             uploaded: count(BlobOutcome::Uploaded),
             recompressed: done.iter().filter(|d| d.recompressed).count(),
+        })
+    }
+
+    /// Pushes a manifest list: each of its images to `destination`'s
+    /// repository by digest (blobs first, as [`Self::push`] does, and in
+    /// turn, so later images mount or skip the blobs earlier ones sent),
+    /// then the index under `destination`'s tag. A registry refuses an index
+    /// whose images it lacks, so the index goes last.
+    ///
+    /// Without recompression the index is pushed as the exact bytes stored,
+    /// keeping its digest. With it, an image whose layers were re-encoded
+    /// has a new manifest digest, and the index is rewritten with the new
+    /// descriptors (platforms and annotations kept).
+    pub fn push_list(
+        &self,
+        list: &ImageRecord,
+        destination: &ImageRef,
+        options: &PushOptions,
+        reporter: &dyn Reporter,
+    ) -> Result<PushedList, PushError> {
+        let name = list.name.clone();
+        let (bytes, mut index) =
+            self.store
+                .index(&list.manifest.digest)
+                .map_err(|source| PushError::Store {
+                    image: name.clone(),
+                    source,
+                })?;
+        let mut images = Vec::with_capacity(index.manifests.len());
+        let mut rewritten = false;
+        for child in &mut index.manifests {
+            let label = match &child.platform {
+                Some(p) => format!("{name} ({p})"),
+                None => format!("{name}@{}", child.digest),
+            };
+            let record = ImageRecord {
+                name: label.clone(),
+                manifest: child.clone(),
+            };
+            if record.is_list() {
+                return Err(PushError::UnsupportedManifest {
+                    image: label,
+                    manifest: child.digest.clone(),
+                    media_type: child.media_type.clone(),
+                });
+            }
+            reporter.status(&format!("pushing {label}"));
+            // By digest: the list's tag is for the index alone.
+            let target = destination.with_digest(child.digest.clone());
+            let pushed = self.push(&record, &target, options, reporter)?;
+            if pushed.manifest.digest != child.digest {
+                child.media_type = pushed.manifest.media_type.clone();
+                child.digest = pushed.manifest.digest.clone();
+                child.size = pushed.manifest.size;
+                rewritten = true;
+            }
+            images.push(pushed);
+        }
+        let bytes = if rewritten {
+            serde_json::to_vec(&index).expect("an index serialises")
+        } else {
+            bytes
+        };
+        let media_type = index
+            .media_type
+            .clone()
+            .unwrap_or_else(|| media_type::OCI_INDEX.to_string());
+        reporter.status(&format!("writing manifest list to {destination}"));
+        let digest = self
+            .client
+            .push_manifest(destination, &media_type, &bytes)
+            .map_err(|source| PushError::Registry {
+                image: name.clone(),
+                destination: destination.to_string(),
+                source: Box::new(source),
+            })?;
+        Ok(PushedList {
+            destination: destination.to_string(),
+            index: Descriptor::new(media_type, digest, bytes.len() as u64),
+            images,
         })
     }
 

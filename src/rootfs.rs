@@ -36,12 +36,23 @@ pub enum RootfsError {
         #[source]
         source: MountError,
     },
+    #[error(
+        "`{image}` is a manifest list, not an image; name one of its images, or resolve it for a platform first"
+    )]
+    ManifestList { image: String },
     #[error("image `{image}` is not mounted")]
     NotMounted { image: String },
 }
 
-/// The image's layers, bottom first, checked to be unpacked.
+/// The image's layers, bottom first, checked to be unpacked. A manifest
+/// list is refused: callers resolve it to one of its images first
+/// (`Store::image_for_platform`).
 pub fn image_layers(store: &Store, image: &ImageRecord) -> Result<Vec<DiffId>, RootfsError> {
+    if image.is_list() {
+        return Err(RootfsError::ManifestList {
+            image: image.name.clone(),
+        });
+    }
     let store_err = |source| RootfsError::Store {
         image: image.name.clone(),
         source,
@@ -136,6 +147,11 @@ pub fn mount_image(store: &Store, image: &ImageRecord) -> Result<PathBuf, Rootfs
 
 /// Unmounts an image mounted by [`mount_image`] and forgets the mount.
 pub fn unmount_image(store: &Store, image: &ImageRecord) -> Result<(), RootfsError> {
+    if image.is_list() {
+        return Err(RootfsError::ManifestList {
+            image: image.name.clone(),
+        });
+    }
     let store_err = |source| RootfsError::Store {
         image: image.name.clone(),
         source,

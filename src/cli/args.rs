@@ -46,6 +46,9 @@ pub enum Command {
     Tag(TagArgs),
     /// Remove image names (data stays until `prune`)
     Rmi(RmiArgs),
+    /// Create, fill, inspect and push manifest lists (multi-platform images)
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Write images to an archive: oci-archive, docker-archive (`docker load`), or an OCI layout directory
     Save(SaveArgs),
     /// Import every image of an archive (docker-archive, oci-archive, or an OCI layout directory)
@@ -171,6 +174,77 @@ pub struct InspectArgs {
 pub struct ImageArg {
     /// Image name or ID
     pub image: String,
+    /// For a manifest list: the platform whose image to use, os/arch[/variant] [default: this machine's]
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+}
+
+/// `builder manifest …`: manifest lists are OCI image indexes named in the
+/// store like images; each lists one image per platform.
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Create an empty manifest list; prints its digest
+    Create(ManifestCreateArgs),
+    /// Add an image to a manifest list, replacing the list's image for the same platform; prints the list's new digest
+    Add(ManifestAddArgs),
+    /// Print a manifest list (its OCI image index) as JSON
+    Inspect(ManifestInspectArgs),
+    /// Push every image of a manifest list, then the list itself; prints the list's digest
+    Push(ManifestPushArgs),
+    /// Remove manifest lists (their images stay; data stays until `prune`)
+    Rm(ManifestRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestCreateArgs {
+    /// Name of the new list, e.g. registry.example/app:1.0
+    pub list: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestAddArgs {
+    /// The manifest list
+    pub list: String,
+    /// The image to add (name or ID)
+    pub image: String,
+    /// The platform to list the image under, os/arch[/variant] [default: the os, architecture and variant of the image's config]
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestInspectArgs {
+    /// The manifest list (name or digest)
+    pub list: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestRmArgs {
+    /// Manifest list names
+    #[arg(required = true)]
+    pub lists: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestPushArgs {
+    /// The manifest list
+    pub list: String,
+    /// Where to push it, e.g. registry.example/app:1.0 [default: the list's name]
+    pub destination: Option<String>,
+    /// Also write the pushed list's digest to FILE
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
+    /// Recompress layers that are compressed otherwise (changes their images' digests, and so the list's)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub compression: Option<PushCompression>,
+    /// Print only the list's digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// How many blobs to upload at once
+    #[arg(long, default_value_t = crate::push::DEFAULT_CONCURRENCY, value_name = "N")]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]

@@ -46,6 +46,34 @@ pub enum StoreError {
     ContainerNameInUse { name: String, id: String },
     #[error("container rootfs `{}` is still mounted", path.display())]
     ContainerMounted { path: PathBuf },
+    #[error("`{0}` is not in the store (see `builder images`)")]
+    NameNotFound(String),
+    #[error(
+        "`{name}` already names {}; remove it first (`builder rmi {name}`) or pick another name",
+        if *list { "a manifest list" } else { "an image" }
+    )]
+    NameInUse { name: String, list: bool },
+    #[error(
+        "`{name}` is an image, not a manifest list (create one with `builder manifest create`)"
+    )]
+    NotAList { name: String },
+    #[error(
+        "`{name}` is a manifest list; a manifest list holds images, not other lists (add its images one by one)"
+    )]
+    ListInList { name: String },
+    #[error(
+        "image `{name}`: its config {config} names no valid platform (os and architecture); give one with --platform"
+    )]
+    NoPlatform { name: String, config: Digest },
+    #[error(
+        "manifest list `{name}` has no image for {platform} (it has: {}); add one with `builder manifest add`, or pick a platform with --platform",
+        if available.is_empty() { "none" } else { available.as_str() }
+    )]
+    PlatformNotInList {
+        name: String,
+        platform: String,
+        available: String,
+    },
     #[error("image `{name}` is mounted at `{}`; run `builder umount {name}` first", path.display())]
     Mounted { name: String, path: PathBuf },
 }

@@ -1,5 +1,6 @@
 //! Garbage collection (`builder prune`): mark everything reachable from the
-//! roots, sweep the rest. Roots are the images named in `index.json`, the
+//! roots, sweep the rest. Roots are the images and manifest lists named in
+//! `index.json` (a list keeps every child image it lists), the
 //! layers of mounted images, the build cache's layers (unless
 //! `prune --all` drops the cache first) and the layers of containers (whose
 //! directories `container::remove_dead` deletes first when pruning). Must run with the store lock held exclusively
@@ -9,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use super::{Store, StoreError, txn::remove_tree};
+use super::{Reached, Store, StoreError, txn::remove_tree};
 use crate::oci::{DiffId, Digest, ImageConfig};
 
 /// What `prune` removed.
@@ -38,20 +39,35 @@ impl Store {
     pub fn live_set(&self) -> Result<Live, StoreError> {
         let mut live = Live::default();
         for record in self.list_images()? {
-            live.blobs.insert(record.manifest.digest.clone());
             live.blobs.insert(record.registry_digest());
-            let Some((_, manifest)) = tolerate_damage(self.manifest(&record.manifest.digest))?
-            else {
-                continue;
-            };
-            live.blobs.insert(manifest.config.digest.clone());
-            live.blobs
-                .extend(manifest.layers.iter().map(|l| l.digest.clone()));
-            let Some(bytes) = tolerate_damage(self.read_blob(&manifest.config.digest))? else {
-                continue;
-            };
-            if let Ok(config) = serde_json::from_slice::<ImageConfig>(&bytes) {
-                live.layers.extend(config.rootfs.diff_ids);
+            // A manifest list keeps its index and, through it, each child
+            // image's manifest, config, layer blobs and unpacked layers.
+            for reached in self.reachable(&record)? {
+                let manifest = match reached {
+                    Reached::Index { descriptor, .. } => {
+                        live.blobs.insert(descriptor.digest);
+                        continue;
+                    }
+                    Reached::Image {
+                        descriptor,
+                        manifest,
+                    } => {
+                        live.blobs.insert(descriptor.digest);
+                        match manifest {
+                            Ok(m) => m,
+                            Err(_) => continue,
+                        }
+                    }
+                };
+                live.blobs.insert(manifest.config.digest.clone());
+                live.blobs
+                    .extend(manifest.layers.iter().map(|l| l.digest.clone()));
+                let Some(bytes) = tolerate_damage(self.read_blob(&manifest.config.digest))? else {
+                    continue;
+                };
+                if let Ok(config) = serde_json::from_slice::<ImageConfig>(&bytes) {
+                    live.layers.extend(config.rootfs.diff_ids);
+                }
             }
         }
         for record in self.list_mount_records()? {

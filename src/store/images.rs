@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use super::{Store, StoreError, lock::IndexLock};
-use crate::oci::{Descriptor, Digest, Index, Manifest};
+use crate::oci::{Descriptor, Digest, Index, Manifest, MediaType};
 
 /// The annotation that names an image in an OCI layout's index.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
@@ -37,15 +37,33 @@ pub fn unnamed_image_name(image_id: &Digest) -> String {
 pub(super) const EMPTY_INDEX: &str =
     r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
 
-/// One named image.
+/// One named entry of `index.json`: an image, or a manifest list
+/// ([`ImageRecord::is_list`]) made by `builder manifest`.
+///
+/// A record may also stand for one image of a list, under the list's name
+/// ([`Store::image_for_platform`]); its descriptor is then the list's entry
+/// for that image.
 #[derive(Debug, Clone)]
 pub struct ImageRecord {
     pub name: String,
-    /// The manifest the layout names (always OCI or Docker schema2 as pulled).
+    /// The manifest the layout names: an image manifest (OCI, or Docker
+    /// schema2 as pulled), or for a list an OCI image index.
     pub manifest: Descriptor,
 }
 
+/// Whether a descriptor's media type is that of an index (OCI image index
+/// or Docker manifest list) rather than of an image manifest.
+pub(super) fn is_index_media_type(media_type: &str) -> bool {
+    MediaType::parse(media_type).is_some_and(MediaType::is_index)
+}
+
 impl ImageRecord {
+    /// Whether this names a manifest list (an image index) rather than an
+    /// image: it has no config or layers of its own, only child manifests.
+    pub fn is_list(&self) -> bool {
+        is_index_media_type(&self.manifest.media_type)
+    }
+
     /// Whether this record is an unnamed image's placeholder
     /// ([`unnamed_image_name`]).
     pub fn is_unnamed(&self) -> bool {
@@ -87,15 +105,27 @@ impl Store {
     /// Rewrites `index.json` under the index lock; `edit` sees the current
     /// index, so concurrent writers never lose each other's names.
     fn edit_index<T>(&self, edit: impl FnOnce(&mut Index) -> T) -> Result<T, StoreError> {
+        self.try_edit_index(|index| Ok(edit(index)))
+    }
+
+    /// [`Self::edit_index`] for an edit that may fail: on `Err` nothing is
+    /// written.
+    pub(super) fn try_edit_index<T>(
+        &self,
+        edit: impl FnOnce(&mut Index) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let _guard = IndexLock::acquire(&self.builder_dir().join("index.lock"))?;
         let mut index = self.read_index()?;
-        let out = edit(&mut index);
+        let out = edit(&mut index)?;
         let bytes = serde_json::to_vec_pretty(&index).expect("an index always serialises");
         self.write_atomic(&self.index_path(), &bytes)?;
         Ok(out)
     }
 
-    /// Every named image, in index order.
+    /// Every named entry, images and manifest lists alike, in index order.
+    /// A caller that needs an image's manifest or config checks
+    /// [`ImageRecord::is_list`] first (or resolves a list to one of its
+    /// images with [`Self::image_for_platform`]).
     pub fn list_images(&self) -> Result<Vec<ImageRecord>, StoreError> {
         Ok(self
             .read_index()?
@@ -108,7 +138,7 @@ impl Store {
             .collect())
     }
 
-    /// The image with exactly this (normalised) name.
+    /// The image or manifest list with exactly this (normalised) name.
     pub fn image(&self, name: &str) -> Result<Option<ImageRecord>, StoreError> {
         Ok(self.list_images()?.into_iter().find(|r| r.name == name))
     }
@@ -162,9 +192,12 @@ impl Store {
     /// Removes a name; the blobs stay until `prune`. Returns whether the
     /// name existed. Refuses to remove the last name of a mounted image
     /// ([`StoreError::Mounted`]): its mount would outlive any way to name it.
+    /// A manifest list that lists the image counts as a name (the image can
+    /// be unmounted through it); removing a list is refused likewise while
+    /// one of its images is mounted through it and not otherwise named.
     pub fn remove_image(&self, name: &str) -> Result<bool, StoreError> {
         let mounts = self.list_mount_records()?;
-        self.edit_index(|index| {
+        self.try_edit_index(|index| {
             let Some(removed) = index
                 .manifests
                 .iter()
@@ -173,24 +206,42 @@ impl Store {
             else {
                 return Ok(false);
             };
-            let other_names = index
-                .manifests
-                .iter()
-                .filter(|d| {
-                    d.digest == removed.digest && d.annotation(REF_NAME_ANNOTATION) != Some(name)
-                })
-                .count();
-            if other_names == 0 && mounts.iter().any(|m| m.manifest == removed.digest) {
-                return Err(StoreError::Mounted {
-                    name: name.to_string(),
-                    path: self.mountpoint(&removed.digest),
-                });
-            }
             index
                 .manifests
                 .retain(|d| d.annotation(REF_NAME_ANNOTATION) != Some(name));
+            let removed_list = is_index_media_type(&removed.media_type);
+            for mount in &mounts {
+                let through_this =
+                    mount.manifest == removed.digest || (removed_list && mount.name == name);
+                if through_this && !self.still_named(index, &mount.manifest)? {
+                    return Err(StoreError::Mounted {
+                        name: name.to_string(),
+                        path: self.mountpoint(&mount.manifest),
+                    });
+                }
+            }
             Ok(true)
-        })?
+        })
+    }
+
+    /// Whether `index` (the layout's) names `manifest`, directly or as an
+    /// image of a manifest list.
+    fn still_named(&self, index: &Index, manifest: &Digest) -> Result<bool, StoreError> {
+        for entry in &index.manifests {
+            if entry.digest == *manifest {
+                return Ok(true);
+            }
+            if is_index_media_type(&entry.media_type) {
+                match self.index(&entry.digest) {
+                    Ok((_, list)) if list.manifests.iter().any(|d| d.digest == *manifest) => {
+                        return Ok(true);
+                    }
+                    Ok(_) | Err(StoreError::BlobMissing(_) | StoreError::Json { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Reads and parses an image's manifest.
@@ -203,8 +254,8 @@ impl Store {
         Ok((bytes, manifest))
     }
 
-    /// Finds images whose image ID (config digest) or manifest digest starts
-    /// with `prefix` (hex, optionally with `sha256:`), as `podman` resolves IDs.
+    /// Finds images whose image ID (config digest) or manifest digest (for a
+    /// manifest list: index digest) starts with `prefix` (hex, optionally with `sha256:`), as `podman` resolves IDs.
     pub fn images_by_id_prefix(&self, prefix: &str) -> Result<Vec<ImageRecord>, StoreError> {
         let prefix = prefix.strip_prefix("sha256:").unwrap_or(prefix);
         if prefix.len() < 3 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -212,9 +263,10 @@ impl Store {
         }
         let mut found = Vec::new();
         for record in self.list_images()? {
+            // A list has no image ID: only its index digest identifies it.
             let config_hex = match self.manifest(&record.manifest.digest) {
-                Ok((_, m)) => m.config.digest.hex().to_string(),
-                Err(_) => String::new(),
+                Ok((_, m)) if !record.is_list() => m.config.digest.hex().to_string(),
+                _ => String::new(),
             };
             if config_hex.starts_with(prefix)
                 || record.manifest.digest.hex().starts_with(prefix)

@@ -39,6 +39,7 @@ mod containers;
 mod error;
 mod images;
 mod layers;
+mod lists;
 mod lock;
 mod mounts;
 mod txn;
@@ -59,6 +60,7 @@ pub use images::{
     ImageRecord, REF_NAME_ANNOTATION, SOURCE_MANIFEST_ANNOTATION, unnamed_image_name,
 };
 pub use layers::LayerEntry;
+pub use lists::{ListAdded, Reached};
 pub use lock::LockMode;
 pub use mounts::MountRecord;
 pub use txn::Transaction;

@@ -11,6 +11,16 @@ fn open(dir: &tempfile::TempDir) -> Store {
 
 /// Stores an image whose config lists `diff_ids`, with one layer blob each.
 fn store_image(store: &Store, name: &str, layers: &[(&[u8], &DiffId)]) -> Descriptor {
+    store_image_for(store, name, "", layers)
+}
+
+/// [`store_image`] with a config declaring `platform` (`os/arch[/variant]`).
+fn store_image_for(
+    store: &Store,
+    name: &str,
+    platform: &str,
+    layers: &[(&[u8], &DiffId)],
+) -> Descriptor {
     let mut layer_descs = Vec::new();
     for (bytes, _) in layers {
         let d = store.put_blob(bytes).unwrap();
@@ -21,6 +31,10 @@ fn store_image(store: &Store, name: &str, layers: &[(&[u8], &DiffId)]) -> Descri
         ));
     }
     let mut config = ImageConfig::default();
+    let mut parts = platform.split('/');
+    config.os = parts.next().unwrap_or("").into();
+    config.architecture = parts.next().unwrap_or("").into();
+    config.variant = parts.next().map(Into::into);
     config.rootfs.kind = "layers".into();
     config.rootfs.diff_ids = layers.iter().map(|(_, id)| (*id).clone()).collect();
     let config_bytes = serde_json::to_vec(&config).unwrap();
@@ -380,4 +394,232 @@ fn prune_removes_interrupted_atomic_writes_everywhere_they_happen() {
     for p in &leftovers {
         assert!(!p.exists(), "{}", p.display());
     }
+}
+
+// ------------------------------------------------------------ manifest lists
+
+impl Store {
+    /// `builder tag`: the same descriptor under another name.
+    fn tag_for_test(&self, new: &str, old: &str) {
+        let record = self.image(old).unwrap().unwrap();
+        self.set_image(new, &record.manifest).unwrap();
+    }
+}
+
+fn list_children(store: &Store, name: &str) -> Vec<Descriptor> {
+    let record = store.image(name).unwrap().unwrap();
+    assert!(record.is_list());
+    store.index(&record.manifest.digest).unwrap().1.manifests
+}
+
+fn add(store: &Store, list: &str, image: &str, platform: Option<&str>) -> ListAdded {
+    let record = store.image(image).unwrap().unwrap();
+    let platform = match platform {
+        Some(p) => crate::oci::Platform::parse(p).unwrap(),
+        None => store.image_platform(&record).unwrap(),
+    };
+    let entry = store.list_entry_for(&record, platform).unwrap();
+    store.add_to_list(list, entry).unwrap()
+}
+
+#[test]
+fn a_list_is_an_index_named_in_the_layout_and_replaces_by_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let created = store.create_list("x/app:1").unwrap();
+    assert_eq!(created.media_type, media_type::OCI_INDEX);
+    let (bytes, index) = store.index(&created.digest).unwrap();
+    assert!(index.manifests.is_empty());
+    assert_eq!(created.size, bytes.len() as u64);
+    // The name cannot be taken twice, by a list or over an image.
+    assert!(matches!(
+        store.create_list("x/app:1"),
+        Err(StoreError::NameInUse { list: true, .. })
+    ));
+    let amd = store_image_for(&store, "x/amd:1", "linux/amd64", &[]);
+    let arm = store_image_for(&store, "x/arm:1", "linux/arm64/v8", &[]);
+    assert!(matches!(
+        store.create_list("x/amd:1"),
+        Err(StoreError::NameInUse { list: false, .. })
+    ));
+
+    let first = add(&store, "x/app:1", "x/amd:1", None);
+    assert!(first.replaced.is_none());
+    add(&store, "x/app:1", "x/arm:1", None);
+    let children = list_children(&store, "x/app:1");
+    let summary: Vec<(String, crate::oci::Digest)> = children
+        .iter()
+        .map(|d| (d.platform.as_ref().unwrap().to_string(), d.digest.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("linux/amd64".to_string(), amd.digest.clone()),
+            ("linux/arm64/v8".to_string(), arm.digest.clone())
+        ]
+    );
+    assert!(
+        children
+            .iter()
+            .all(|d| d.media_type == media_type::OCI_MANIFEST && d.annotations.is_none())
+    );
+    // linux/arm64 is the same platform as linux/arm64/v8: replaced in place.
+    let again = add(&store, "x/app:1", "x/amd:1", Some("linux/arm64"));
+    assert_eq!(again.replaced.unwrap().digest, arm.digest);
+    let children = list_children(&store, "x/app:1");
+    assert_eq!(children.len(), 2);
+    assert_eq!(children[1].digest, amd.digest);
+    // The layout names the newest index blob; the entry stays an index.
+    let record = store.image("x/app:1").unwrap().unwrap();
+    assert_eq!(record.manifest.digest, again.list.digest);
+    assert_eq!(record.manifest.media_type, media_type::OCI_INDEX);
+
+    // Adding to an image, or a list to a list, is refused.
+    let entry = store
+        .list_entry_for(
+            &store.image("x/arm:1").unwrap().unwrap(),
+            crate::oci::Platform::host(),
+        )
+        .unwrap();
+    assert!(matches!(
+        store.add_to_list("x/amd:1", entry.clone()),
+        Err(StoreError::NotAList { .. })
+    ));
+    assert!(matches!(
+        store.add_to_list("x/none:1", entry),
+        Err(StoreError::NameNotFound(_))
+    ));
+    assert!(matches!(
+        store.list_entry_for(&record, crate::oci::Platform::host()),
+        Err(StoreError::ListInList { .. })
+    ));
+}
+
+#[test]
+fn an_image_config_without_a_platform_needs_one_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store_image(&store, "x/bare:1", &[]);
+    let record = store.image("x/bare:1").unwrap().unwrap();
+    assert!(matches!(
+        store.image_platform(&record),
+        Err(StoreError::NoPlatform { .. })
+    ));
+}
+
+#[test]
+fn a_list_resolves_to_its_image_for_a_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let amd = store_image_for(&store, "x/amd:1", "linux/amd64", &[]);
+    let arm = store_image_for(&store, "x/arm:1", "linux/arm64/v8", &[]);
+    store.create_list("x/app:1").unwrap();
+    add(&store, "x/app:1", "x/amd:1", None);
+    add(&store, "x/app:1", "x/arm:1", None);
+    let list = store.image("x/app:1").unwrap().unwrap();
+    let platform = |p| crate::oci::Platform::parse(p).unwrap();
+    let got = store
+        .image_for_platform(&list, &platform("linux/arm64"))
+        .unwrap();
+    assert_eq!(
+        (got.name.as_str(), &got.manifest.digest),
+        ("x/app:1", &arm.digest)
+    );
+    assert!(!got.is_list());
+    let got = store
+        .image_for_platform(&list, &platform("linux/amd64"))
+        .unwrap();
+    assert_eq!(got.manifest.digest, amd.digest);
+    let err = store
+        .image_for_platform(&list, &platform("linux/s390x"))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("linux/s390x") && msg.contains("linux/amd64, linux/arm64/v8"),
+        "{msg}"
+    );
+    // An image is itself, whatever the platform.
+    let image = store.image("x/amd:1").unwrap().unwrap();
+    let same = store
+        .image_for_platform(&image, &platform("linux/s390x"))
+        .unwrap();
+    assert_eq!(same.manifest.digest, amd.digest);
+}
+
+#[test]
+fn prune_keeps_the_images_of_a_list_that_alone_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let (a, b, gone) = (
+        DiffId(crate::oci::Digest::of_bytes(b"a")),
+        DiffId(crate::oci::Digest::of_bytes(b"b")),
+        DiffId(crate::oci::Digest::of_bytes(b"gone")),
+    );
+    for id in [&a, &b, &gone] {
+        commit_test_layer(&store, id, "f");
+    }
+    let amd = store_image_for(&store, "x/amd:1", "linux/amd64", &[(b"blob-a", &a)]);
+    let arm = store_image_for(&store, "x/arm:1", "linux/arm64", &[(b"blob-b", &b)]);
+    let replaced = store_image_for(&store, "x/old:1", "linux/arm64", &[(b"blob-gone", &gone)]);
+    store.create_list("x/app:1").unwrap();
+    let empty_index = store.image("x/app:1").unwrap().unwrap().manifest.digest;
+    add(&store, "x/app:1", "x/amd:1", None);
+    add(&store, "x/app:1", "x/old:1", None);
+    add(&store, "x/app:1", "x/arm:1", None); // replaces x/old for linux/arm64
+    let list = store.image("x/app:1").unwrap().unwrap().manifest.digest;
+    for name in ["x/amd:1", "x/arm:1", "x/old:1"] {
+        assert!(store.remove_image(name).unwrap());
+    }
+    drop(store);
+    let store = Store::open(dir.path(), LockMode::ExclusiveNoWait).unwrap();
+    store.prune(false).unwrap();
+    for kept in [&list, &amd.digest, &arm.digest] {
+        assert!(store.has_blob(kept), "{kept} is kept");
+    }
+    for (_, m) in [
+        store.manifest(&amd.digest).unwrap(),
+        store.manifest(&arm.digest).unwrap(),
+    ] {
+        assert!(store.has_blob(&m.config.digest));
+        assert!(m.layers.iter().all(|l| store.has_blob(&l.digest)));
+    }
+    assert!(store.has_layer(&a) && store.has_layer(&b));
+    assert!(!store.has_blob(&replaced.digest) && !store.layer_path(&gone).exists());
+    assert!(
+        !store.has_blob(&empty_index),
+        "older index blobs are garbage"
+    );
+    // Without the list's name, everything goes.
+    drop(store);
+    let store = open(&dir);
+    assert!(store.remove_image("x/app:1").unwrap());
+    drop(store);
+    let store = Store::open(dir.path(), LockMode::ExclusiveNoWait).unwrap();
+    store.prune(false).unwrap();
+    assert_eq!(store.list_blobs().unwrap().0, Vec::new());
+    assert!(!store.layer_path(&a).exists());
+}
+
+#[test]
+fn removing_a_list_refuses_while_its_image_is_mounted_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let amd = store_image_for(&store, "x/amd:1", "linux/amd64", &[]);
+    store.create_list("x/app:1").unwrap();
+    add(&store, "x/app:1", "x/amd:1", None);
+    store
+        .add_mount_record(&MountRecord {
+            name: "x/app:1".into(),
+            manifest: amd.digest.clone(),
+            layers: Vec::new(),
+        })
+        .unwrap();
+    // The image's own name still reaches the mount: the list may go...
+    store.tag_for_test("x/app:2", "x/app:1");
+    assert!(store.remove_image("x/app:2").unwrap());
+    // ...but not once the list is the only way to it.
+    assert!(store.remove_image("x/amd:1").unwrap());
+    let err = store.remove_image("x/app:1").unwrap_err();
+    assert!(matches!(err, StoreError::Mounted { .. }), "{err}");
+    assert!(store.image("x/app:1").unwrap().is_some());
 }

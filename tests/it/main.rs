@@ -13,6 +13,7 @@ mod crafted; // hand-edited images: repeated layers, one blob with two diffIDs
 mod diff; // layer::diff on a real overlay upper: exact entries, applies back to the merged view
 mod fault_proxy; // loopback server injecting what a real registry won't: token challenges, tampering, 5xx, cuts
 mod images; // tag, rmi, inspect by ID, prune keeping what is referenced
+mod manifest; // `builder manifest`: lists of the multiarch fixture's platforms, prune/check/mount through a list, errors
 mod mount; // overlay mounts (new API and legacy), guards
 mod progress; // what `builder pull` prints: bars on a terminal, lines in CI, -q
 mod pull; // `builder pull` end to end: rootfs vs umoci, TLS/auth, platforms, kill -9, concurrency

@@ -19,6 +19,15 @@ pub fn save(store: &Store, args: SaveArgs) -> Result<ExitCode> {
         let by_name = ImageRef::parse(input)
             .ok()
             .and_then(|r| store.image(&r.to_string()).ok().flatten());
+        let listed = match &by_name {
+            Some(record) => record.is_list(),
+            None => find_image(store, input)?.is_list(),
+        };
+        if listed {
+            anyhow::bail!(
+                "`{input}` is a manifest list; `save` writes images: save the list's images by name or ID (`builder manifest inspect {input}` lists them), or push the list with `builder manifest push`"
+            );
+        }
         let image = match by_name {
             Some(record) if !record.is_unnamed() => SaveImage {
                 name: Some(record.name),

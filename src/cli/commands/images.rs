@@ -1,5 +1,7 @@
 //! `images`, `inspect`, `tag`, `rmi`, `prune`: reading and naming what the
-//! store holds.
+//! store holds. Manifest lists are named like images and show up in each:
+//! `images` lists them (kind `manifest list`, with their platforms),
+//! `inspect` prints their index, `tag` and `rmi` name and unname them.
 
 use std::process::ExitCode;
 
@@ -12,21 +14,27 @@ use crate::cli::progress::human_bytes;
 use crate::oci::{Digest, ImageConfig, Manifest};
 use crate::store::{ImageRecord, Store};
 
-/// One row of `builder images`.
+/// One row of `builder images`: an image, or a manifest list.
 #[derive(Serialize)]
 struct ImageSummary {
     /// The name; an unnamed image's is its ID (`sha256:…`, shown as
     /// `<none>` in the table).
     name: String,
+    /// `image` or `manifest list`.
+    kind: &'static str,
     #[serde(skip)]
     unnamed: bool,
     /// The image ID: the config digest, as docker and podman define it.
+    /// A manifest list has no config: its ID is its index digest.
     id: Digest,
-    /// The manifest digest, what a registry knows the image by.
+    /// The manifest (or index) digest, what a registry knows it by.
     digest: Digest,
     created: Option<String>,
-    /// Bytes of the manifest, config and (compressed) layer blobs.
+    /// Bytes of the manifest, config and (compressed) layer blobs; for a
+    /// list, of its index and every blob of its images, each counted once.
     size: u64,
+    /// The image's platform (from its config); for a list, its images'.
+    platforms: Vec<String>,
 }
 
 fn load(store: &Store, record: &ImageRecord) -> Result<(Vec<u8>, Manifest, ImageConfig)> {
@@ -46,17 +54,55 @@ fn load(store: &Store, record: &ImageRecord) -> Result<(Vec<u8>, Manifest, Image
 }
 
 fn summary(store: &Store, record: &ImageRecord) -> Result<ImageSummary> {
+    if record.is_list() {
+        return list_summary(store, record);
+    }
     let (bytes, manifest, config) = load(store, record)?;
     let size = bytes.len() as u64
         + manifest.config.size
         + manifest.layers.iter().map(|l| l.size).sum::<u64>();
+    let mut platform = format!("{}/{}", config.os, config.architecture);
+    if let Some(variant) = &config.variant {
+        platform = format!("{platform}/{variant}");
+    }
     Ok(ImageSummary {
         name: record.name.clone(),
+        kind: "image",
         unnamed: record.is_unnamed(),
         id: manifest.config.digest,
         digest: record.registry_digest(),
         created: config.created,
         size,
+        platforms: vec![platform],
+    })
+}
+
+fn list_summary(store: &Store, record: &ImageRecord) -> Result<ImageSummary> {
+    let (bytes, index) = store
+        .index(&record.manifest.digest)
+        .with_context(|| format!("read manifest list `{}`", record.name))?;
+    let mut blobs = std::collections::BTreeMap::new();
+    for child in &index.manifests {
+        blobs.insert(child.digest.clone(), child.size);
+        if let Ok((_, manifest)) = store.manifest(&child.digest) {
+            for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                blobs.insert(desc.digest.clone(), desc.size);
+            }
+        }
+    }
+    Ok(ImageSummary {
+        name: record.name.clone(),
+        kind: "manifest list",
+        unnamed: false,
+        id: record.manifest.digest.clone(),
+        digest: record.manifest.digest.clone(),
+        created: None,
+        size: bytes.len() as u64 + blobs.values().sum::<u64>(),
+        platforms: index
+            .manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+            .collect(),
     })
 }
 
@@ -75,14 +121,19 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
         }
     } else {
         println!(
-            "{:<50} {:<14} {:<22} {:>10}",
+            "{:<50} {:<14} {:<22} {:>10}  PLATFORM",
             "NAME", "IMAGE ID", "CREATED", "SIZE"
         );
         for row in &rows {
             let created = row.created.as_deref().unwrap_or("-");
             let created = created.get(..19).unwrap_or(created).replace('T', " ");
+            let platforms = if row.kind == "image" {
+                row.platforms.join(",")
+            } else {
+                format!("manifest list: {}", row.platforms.join(","))
+            };
             println!(
-                "{:<50} {:<14} {:<22} {:>10}",
+                "{:<50} {:<14} {:<22} {:>10}  {platforms}",
                 if row.unnamed { "<none>" } else { &row.name },
                 row.id.short(),
                 created,
@@ -96,14 +147,32 @@ pub fn images(store: &Store, args: ImagesArgs) -> Result<ExitCode> {
 #[allow(clippy::print_stdout)]
 pub fn inspect(store: &Store, args: InspectArgs) -> Result<ExitCode> {
     let record = find_image(store, &args.image)?;
-    let (_, manifest, config) = load(store, &record)?;
     let names: Vec<String> = store
         .list_images()?
         .into_iter()
         .filter(|r| r.manifest.digest == record.manifest.digest)
         .map(|r| r.name)
         .collect();
+    if record.is_list() {
+        // A list has no config; what identifies it is its index.
+        let (bytes, _) = store.index(&record.manifest.digest)?;
+        let index: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("parse manifest list `{}`", record.name))?;
+        let out = serde_json::json!({
+            "name": record.name,
+            "names": names,
+            "kind": "manifest list",
+            "digest": record.manifest.digest,
+            "layoutDigest": record.manifest.digest,
+            "mediaType": record.manifest.media_type,
+            "index": index,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (_, manifest, config) = load(store, &record)?;
     let out = serde_json::json!({
+        "kind": "image",
         "name": record.name,
         "names": names,
         "id": manifest.config.digest,

@@ -8,6 +8,7 @@ mod containerfile;
 mod containers;
 mod images;
 mod login;
+mod manifest;
 mod mount;
 mod pull;
 mod push;
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(args) => images::inspect(&open(LockMode::Shared)?, args),
         Command::Tag(args) => images::tag(&open(LockMode::Shared)?, args),
         Command::Rmi(args) => images::rmi(&open(LockMode::Shared)?, args),
+        Command::Manifest(cmd) => manifest::run(&open(LockMode::Shared)?, cmd),
         Command::Save(args) => archive::save(&open(LockMode::Shared)?, args),
         Command::Load(args) => archive::load(&open(LockMode::Shared)?, args),
         Command::Prune(args) => images::prune(&open(LockMode::ExclusiveNoWait)?, args),
@@ -88,7 +90,16 @@ fn find_image(store: &Store, input: &str) -> Result<ImageRecord> {
     }
 }
 
-/// An image by name or ID, pulled according to `policy`.
+/// The image a user means, for `platform`: [`find_image`], and for a
+/// manifest list the list's image for that platform (under the list's name).
+fn find_image_for(store: &Store, input: &str, platform: &Platform) -> Result<ImageRecord> {
+    let record = find_image(store, input)?;
+    Ok(store.image_for_platform(&record, platform)?)
+}
+
+/// An image by name or ID, pulled according to `policy`. A manifest list in
+/// the store gives its image for `platform` (never a pull: the list is what
+/// the name means here).
 #[allow(clippy::print_stderr)]
 fn image_by_policy(
     store: &Store,
@@ -113,9 +124,9 @@ fn image_by_policy(
     };
     match policy {
         PullPolicy::Always => pull(),
-        PullPolicy::Never => find_image(store, input),
+        PullPolicy::Never => find_image_for(store, input, platform),
         PullPolicy::Missing => match find_image(store, input) {
-            Ok(image) => Ok(image),
+            Ok(record) => Ok(store.image_for_platform(&record, platform)?),
             Err(_) if ImageRef::parse(input).is_ok() => {
                 if !quiet {
                     eprintln!("Image `{input}` is not in the store; pulling it");

@@ -1,3 +1,6 @@
+//! `push`: an image in the store → a registry (a manifest list's name
+//! pushes the list with its images, as `manifest push` does).
+
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -12,29 +15,22 @@ use crate::store::Store;
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
     let image = find_image(store, &args.image)?;
-    let destination = match &args.destination {
-        Some(d) => ImageRef::parse(d)?,
-        None => ImageRef::parse(&image.name).with_context(|| {
-            format!(
-                "`{}` is not a pushable name; give a destination (`builder push {} REGISTRY/REPOSITORY:TAG`)",
-                image.name, args.image
-            )
-        })?,
-    };
-    if let Some(digest) = destination.digest() {
-        bail!(
-            "cannot push to `{destination}`: a destination names a tag, not a digest (`{digest}` is fixed by the content)"
+    let destination = destination(&image.name, &args.image, args.destination.as_deref())?;
+    let options = options(args.jobs, args.compression);
+    if image.is_list() {
+        // A list's name means the list: push it with its images.
+        return super::manifest::push_list(
+            store,
+            &image,
+            &destination,
+            &args.registry,
+            &options,
+            args.quiet,
+            args.digestfile.as_deref(),
         );
     }
     let client = registry_client(&args.registry)?;
     let reporter = crate::cli::progress::reporter(args.quiet);
-    let options = PushOptions {
-        concurrency: args.jobs,
-        compression: args.compression.map(|c| match c {
-            PushCompression::Gzip => Compression::Gzip,
-            PushCompression::Zstd => Compression::Zstd,
-        }),
-    };
     let started = std::time::Instant::now();
     let pushed = push_image(
         &client,
@@ -67,4 +63,33 @@ pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
     }
     println!("{}", pushed.manifest.digest);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where to push `name` (asked for as `input`): `destination`, else the
+/// name itself; never a digest.
+pub(super) fn destination(name: &str, input: &str, destination: Option<&str>) -> Result<ImageRef> {
+    let destination = match destination {
+        Some(d) => ImageRef::parse(d)?,
+        None => ImageRef::parse(name).with_context(|| {
+            format!(
+                "`{name}` is not a pushable name; give a destination (`builder push {input} REGISTRY/REPOSITORY:TAG`)"
+            )
+        })?,
+    };
+    if let Some(digest) = destination.digest() {
+        bail!(
+            "cannot push to `{destination}`: a destination names a tag, not a digest (`{digest}` is fixed by the content)"
+        );
+    }
+    Ok(destination)
+}
+
+pub(super) fn options(jobs: usize, compression: Option<PushCompression>) -> PushOptions {
+    PushOptions {
+        concurrency: jobs,
+        compression: compression.map(|c| match c {
+            PushCompression::Gzip => Compression::Gzip,
+            PushCompression::Zstd => Compression::Zstd,
+        }),
+    }
 }
