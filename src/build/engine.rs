@@ -5,7 +5,7 @@
 //! the last stage): a stage that another one names in `FROM` or
 //! `COPY --from` is built when it is first needed, once, so stages the
 //! target does not need are never built. A stage's state is an
-//! [`ImageState`]: the config so far (with `rootfs.diff_ids` and history),
+//! `ImageState`: the config so far (with `rootfs.diff_ids` and history),
 //! its layers, and the cache key of its last step.
 //!
 //! Every instruction extends the key chain (see [`super::cache`]); only

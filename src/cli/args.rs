@@ -644,7 +644,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub push: bool,
 
-    /// After the build, push its cache (every layer step's record and layer) to REGISTRY/REPOSITORY[:TAG] (tag default `buildcache`)
+    /// After the build, push its cache (every layer step's record and layer) to `REGISTRY/REPOSITORY[:TAG]` (tag default `buildcache`)
     #[arg(long, value_name = "REF")]
     pub cache_to: Option<String>,
 

@@ -455,7 +455,7 @@ fn remove_dir_retrying(
 /// without waiting, to remove a parent.
 const PARENT_LOCK: &str = "/run/builder-cgroup-parents.lock";
 
-/// A shared hold on [`PARENT_LOCK`]; `None` if the lock file cannot be
+/// A shared hold on `PARENT_LOCK`; `None` if the lock file cannot be
 /// made (then nothing is protected, as before there was a lock).
 pub fn hold_parents() -> Option<std::fs::File> {
     let f = std::fs::OpenOptions::new()
