@@ -840,14 +840,7 @@ impl Engine<'_> {
         let layer_dir = txn.layer_dir();
         make_workdir(&root, &layer_dir, &rel, owner)?;
         drop(view);
-        let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
-        let layer = commit::commit_dir(
-            self.store,
-            &txn,
-            &layer_dir,
-            &lowers,
-            &self.diff_options(Vec::new()),
-        )?;
+        let layer = self.commit_txn_layer(state, &txn)?;
         let history = state
             .config
             .image
@@ -1013,6 +1006,23 @@ impl Engine<'_> {
             id: id.clone(),
             reason,
         });
+    }
+
+    /// Commits what a step wrote into the transaction's layer dir (COPY,
+    /// ADD, WORKDIR) as a layer on top of `state`.
+    fn commit_txn_layer(
+        &self,
+        state: &ImageState,
+        txn: &crate::store::Transaction,
+    ) -> Result<LayerRef, BuildError> {
+        let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
+        commit::commit_dir(
+            self.store,
+            txn,
+            &txn.layer_dir(),
+            &lowers,
+            &self.diff_options(Vec::new()),
+        )
     }
 
     /// Records a freshly made layer in `state` and the cache.
@@ -1377,15 +1387,7 @@ impl Engine<'_> {
         plan.apply(&txn.layer_dir())?;
         drop(view);
         drop(from_view);
-        let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
-        let layer_dir = txn.layer_dir();
-        let layer = commit::commit_dir(
-            self.store,
-            &txn,
-            &layer_dir,
-            &lowers,
-            &self.diff_options(Vec::new()),
-        )?;
+        let layer = self.commit_txn_layer(state, &txn)?;
         let created_by = format!("{} # buildkit", first_line(&located.source));
         self.add_layer(state, layer, key, created_by)?;
         Ok(false)
