@@ -90,7 +90,9 @@ impl StageConfig {
         }
     }
 
-    fn shell(&self) -> Vec<String> {
+    /// The current SHELL (default `/bin/sh -c`): what shell-form commands
+    /// run with.
+    pub fn shell(&self) -> Vec<String> {
         self.image
             .config
             .as_ref()

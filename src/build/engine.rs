@@ -1057,15 +1057,6 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn shell(&self, state: &ImageState) -> Vec<String> {
-        state
-            .container_config()
-            .extra
-            .get("Shell")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
@@ -1076,7 +1067,7 @@ impl Engine<'_> {
         id: &StepId,
         stage_index: usize,
     ) -> Result<bool, BuildError> {
-        let shell = self.shell(state);
+        let shell = state.config.shell();
         let mut script: Option<String> = None;
         let argv: Vec<String> = match run.effective() {
             RunCommand::Exec(v) => v,
