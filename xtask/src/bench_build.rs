@@ -24,8 +24,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::{
-    Result, bench_runs, busy_share, capture, fixtures, release_builder, root, run, start_registry,
-    tool_version, write_bench_section,
+    Result, bench_runs, busy_share, capture, cpu_count, fixtures, git_commit, release_builder, run,
+    start_registry, tool_version, write_bench_section,
 };
 
 /// The `--network` both tools get: builder's default. builder has no bridge
@@ -767,17 +767,8 @@ fn report(r: &Results, x: &Extras, runs: usize) -> Result<String> {
     }
     let _ = writeln!(o, "# GEN = {GEN_TREE}\n```");
 
-    let commit_id = {
-        let mut git = Command::new("git");
-        git.args(["rev-parse", "--short", "HEAD"])
-            .current_dir(root());
-        capture(git)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into())
-    };
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let commit_id = git_commit();
+    let cpus = cpu_count();
     o += "\n### Machine state\n\n";
     let _ = writeln!(o, "- date: {}", tool_version("date", "-u"));
     let _ = writeln!(o, "- commit: {commit_id}");

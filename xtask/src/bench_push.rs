@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::{
-    Result, bench_runs, capture, describe_fixture, fixtures, release_builder, root, run,
-    run_silently, start_registry, tool_version, write_bench_section,
+    Result, bench_runs, capture, cpu_count, describe_fixture, fixtures, git_commit,
+    release_builder, run, run_silently, start_registry, tool_version, write_bench_section,
 };
 
 /// (command name, median seconds) per benchmarked command.
@@ -253,17 +253,8 @@ fn bench_push_report(
         if cold_b <= cold_s { "met" } else { "NOT met" },
         if warm_b <= 0.050 { "met" } else { "NOT met" }
     );
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let commit = {
-        let mut git = Command::new("git");
-        git.args(["rev-parse", "--short", "HEAD"])
-            .current_dir(root());
-        capture(git)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into())
-    };
+    let cpus = cpu_count();
+    let commit = git_commit();
     r += "\n### Machine state\n\n";
     r += &format!("- date: {}\n", tool_version("date", "-u"));
     r += &format!("- commit: {commit}\n");

@@ -669,6 +669,23 @@ fn describe_fixture(fixtures: &Path, name: &str) -> Result<String> {
     ))
 }
 
+/// The short commit the benches ran at, for their "Machine state" lines.
+fn git_commit() -> String {
+    let mut git = Command::new("git");
+    git.args(["rev-parse", "--short", "HEAD"])
+        .current_dir(root());
+    capture(git)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// CPUs available, for the benches' "Machine state" lines (0 if unknown).
+fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0)
+}
+
 fn tool_version(cmd: &str, arg: &str) -> String {
     Command::new(cmd)
         .arg(arg)
@@ -747,17 +764,8 @@ fn bench_report(
                 .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
         })
         .unwrap_or_default();
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let commit = {
-        let mut git = Command::new("git");
-        git.args(["rev-parse", "--short", "HEAD"])
-            .current_dir(root());
-        capture(git)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into())
-    };
+    let cpus = cpu_count();
+    let commit = git_commit();
     r += "\n### Machine state\n\n";
     r += &format!("- date: {}\n", tool_version("date", "-u"));
     r += &format!("- commit: {commit}\n");
@@ -1044,17 +1052,8 @@ fn bench_run(args: &[String]) -> Result {
                 );
             }
         }
-        let commit = {
-            let mut git = Command::new("git");
-            git.args(["rev-parse", "--short", "HEAD"])
-                .current_dir(root());
-            capture(git)
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "?".into())
-        };
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0);
+        let commit = git_commit();
+        let cpus = cpu_count();
         out += "\n### Machine state\n\n";
         out += &format!("- date: {}\n", tool_version("date", "-u"));
         out += &format!("- commit: {commit}\n");
