@@ -61,7 +61,10 @@ pub fn commit_dir(
     store
         .commit_blob(txn, &diffed.digest)
         .map_err(BuildError::store)?;
-    let inventory = layer::inventory::scan(&txn.layer_dir()).map_err(BuildError::layer)?;
+    // Nothing wrote to the directory since the diff read it (tidying only
+    // removes), so the hashes the diff took are the files' content.
+    let inventory = layer::inventory::scan_with_known(&txn.layer_dir(), &diffed.content)
+        .map_err(BuildError::layer)?;
     let json = serde_json::to_vec(&inventory).expect("an inventory serialises");
     store
         .commit_layer(txn, &diffed.diff_id, &json)

@@ -37,7 +37,7 @@ use crate::containerfile::{
     self, BuildArgs, Command, Containerfile, GlobalScope, Healthcheck, ImageSource, Instruction,
     Located, PlatformArgs, RunCommand, StageScope,
 };
-use crate::layer::DiffOptions;
+use crate::layer::{DiffOptions, compression};
 use crate::oci::image::ContainerConfig;
 use crate::oci::{Compression, Digest, ImageConfig, Platform, time};
 use crate::progress::{Reporter, StepEvent, StepId};
@@ -78,6 +78,8 @@ pub struct BuildOptions {
     pub limits: Limits,
     pub format: ImageFormat,
     pub compression: Compression,
+    /// `None`: the compression's default level.
+    pub compression_level: Option<i32>,
     /// `SOURCE_DATE_EPOCH`: layer mtimes clamped and every `created` set to it.
     pub timestamp: Option<i64>,
     /// What identifies "the same Containerfile" across builds, for
@@ -101,6 +103,7 @@ impl BuildOptions {
             limits: Limits::default(),
             format: ImageFormat::Oci,
             compression: Compression::Gzip,
+            compression_level: None,
             timestamp: None,
             identity: identity.into(),
             cache_from: None,
@@ -356,15 +359,26 @@ impl Engine<'_> {
     /// (which depends only on the build's inputs) with the options that
     /// change the layer's bytes, so a hit always has the form asked for.
     fn record_key(&self, key: &CacheKey) -> String {
-        self.record_key_for(key, self.opts.compression)
+        self.record_key_for(key, self.opts.compression, self.opts.compression_level)
     }
 
-    fn record_key_for(&self, key: &CacheKey, compression: Compression) -> String {
+    /// `level` `None` is the compression's default level, named as a
+    /// number, so a record made at the default and one made with that
+    /// level given explicitly are the same record.
+    fn record_key_for(
+        &self,
+        key: &CacheKey,
+        compression: Compression,
+        level: Option<i32>,
+    ) -> String {
         use sha2::Digest as _;
+        let level = compression::effective_level(compression, level)
+            .ok()
+            .flatten();
         let mut h = sha2::Sha256::new();
-        h.update(b"builder-cache-record-v1\0");
+        h.update(b"builder-cache-record-v2\0");
         h.update(key.hex().as_bytes());
-        h.update(format!("\0{compression:?}\0{:?}", self.opts.timestamp).as_bytes());
+        h.update(format!("\0{compression:?}\0{level:?}\0{:?}", self.opts.timestamp).as_bytes());
         hex::encode(h.finalize())
     }
 
@@ -378,6 +392,7 @@ impl Engine<'_> {
     fn diff_options(&self, exclude: Vec<PathBuf>) -> DiffOptions {
         DiffOptions {
             compression: self.opts.compression,
+            level: self.opts.compression_level,
             timestamp: self.opts.timestamp,
             exclude,
             ..DiffOptions::default()
@@ -933,21 +948,23 @@ impl Engine<'_> {
         Ok(true)
     }
 
-    /// The step cached in another compression, its layer re-diffed into a
-    /// blob of the asked one (and recorded): cheaper than running the step
-    /// again, and the layer stays the same.
+    /// The step cached in another compression (or at another level), its
+    /// layer re-diffed into a blob of the asked one (and recorded): cheaper
+    /// than running the step again, and the layer stays the same.
     fn recompressed(
         &self,
         state: &ImageState,
         key: &CacheKey,
     ) -> Result<Option<CacheRecord>, BuildError> {
+        let wanted = self.record_key(key);
         for other in [Compression::Gzip, Compression::Zstd, Compression::None] {
-            if other == self.opts.compression {
+            let other_key = self.record_key_for(key, other, None);
+            if other_key == wanted {
                 continue;
             }
             let Some(record) = self
                 .store
-                .cache_get(&self.record_key_for(key, other))
+                .cache_get(&other_key)
                 .map_err(BuildError::store)?
             else {
                 continue;
@@ -1162,6 +1179,7 @@ impl Engine<'_> {
             volumes,
             ..Default::default()
         };
+        let started = Instant::now();
         let finished = match run_step(self.store, &config, &step_text, self.reporter) {
             Ok(f) => f,
             // A RUN ended by the Ctrl-C the runtime forwarded to it.
@@ -1171,6 +1189,7 @@ impl Engine<'_> {
             }
         };
         self.containers_started += 1;
+        let ran = started.elapsed();
         self.check_interrupt()?;
         let upper = finished.container.upper_dir();
         let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
@@ -1183,6 +1202,12 @@ impl Engine<'_> {
             &self.diff_options(finished.created_mount_points),
         )?;
         drop(txn);
+        tracing::debug!(
+            step = %step_text,
+            run_ms = ran.as_millis() as u64,
+            commit_ms = (started.elapsed() - ran).as_millis() as u64,
+            "RUN step committed"
+        );
         finished
             .container
             .remove()

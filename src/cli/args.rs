@@ -632,6 +632,10 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value = "gzip", value_name = "ALGORITHM")]
     pub compression: CompressionArg,
 
+    /// Compression level: gzip 0-9 (libdeflate's levels), zstd 1-22 or negative [default: gzip 5, zstd 3]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub compression_level: Option<i32>,
+
     /// Reproducible build: clamp file times to EPOCH and set every `created` to it [default: $SOURCE_DATE_EPOCH]
     #[arg(long, value_name = "EPOCH")]
     pub timestamp: Option<i64>,

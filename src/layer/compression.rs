@@ -14,13 +14,10 @@
 //! Encoders are deterministic: the same tar bytes, compression and level
 //! give the same compressed bytes, whatever the thread count and however
 //! the threads are scheduled (reproducible builds depend on it):
-//! - gzip is compressed in parallel by `gzp` (pigz-style): the tar is cut
-//!   into [`GZIP_CHUNK`]-byte chunks at fixed offsets (`gzp` cuts only when
-//!   its buffer exceeds the chunk size, and we never call `flush`, which
-//!   would cut early); each chunk is deflated on its own by a freshly reset
-//!   compressor (no shared dictionary with the pure-Rust backend) and the
-//!   chunks are written in order. The gzip header is fixed: mtime 0, no
-//!   file name, OS byte 255.
+//! - gzip is compressed in parallel by [`parallel_gzip`]: the tar is cut
+//!   into [`GZIP_CHUNK`]-byte pieces at fixed offsets, each becomes a gzip
+//!   member of its own (libdeflate), written in order. Member headers are
+//!   fixed: mtime 0, no file name, OS byte 255.
 //! - zstd always runs in zstd's multithreaded mode (at least one worker),
 //!   whose output does not depend on the number of workers; single-threaded
 //!   mode would give different bytes.
@@ -28,17 +25,21 @@
 use std::io::{self, BufReader, Read, Write};
 use std::thread::Scope;
 
-use gzp::ZWriter;
-use gzp::deflate::Gzip;
-use gzp::par::compress::{ParCompress, ParCompressBuilder};
-
 use crate::oci::Compression;
 
-/// The tar bytes `gzp` deflates as one independent piece. Part of the
-/// output format: changing it changes every gzip layer digest.
+mod parallel_gzip;
+use parallel_gzip::ParallelGzip;
+
+/// The tar bytes compressed as one gzip member. Part of the output
+/// format: changing it changes every gzip layer digest.
 pub const GZIP_CHUNK: usize = 1 << 20;
-/// Default gzip level (what `gzip` and Docker use).
-pub const GZIP_DEFAULT_LEVEL: i32 = 6;
+/// Default gzip level: libdeflate's 5 (also podman's default level). On
+/// the build benchmark's 200 MB tree of binaries it compresses about a
+/// quarter faster than libdeflate 6 for 0.24 % more bytes, within 1 % of
+/// `pigz -6` (which carries a dictionary across its pieces; ours start
+/// fresh) and 3 % smaller than zlib -6 in the same pieces. A level is part
+/// of the output format: changing it changes every gzip layer digest.
+pub const GZIP_DEFAULT_LEVEL: i32 = 5;
 /// Default zstd level (zstd's own default).
 pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
@@ -170,19 +171,17 @@ pub fn effective_level(
 
 /// A compressing writer over `W`. Finish it with [`Encoder::finish`]; on
 /// an error path, [`Encoder::abort`] stops its threads without panicking.
-pub enum Encoder<'s, W: Write + Send + 's> {
+pub enum Encoder<W: Write> {
     None(W),
-    /// The flag is set once a write failed: `gzp` has then shut down and
-    /// must not be called again (it would panic).
-    Gzip(ParCompress<'s, Gzip, W>, bool),
+    Gzip(ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
-impl<'s, W: Write + Send + 's> Encoder<'s, W> {
-    /// Starts compressing into `out` with `threads` compressor threads
-    /// (gzip also runs one writer thread), spawned in `scope`. `level` must
+impl<W: Write> Encoder<W> {
+    /// Starts compressing into `out` with `threads` compressor threads,
+    /// spawned in `scope`. `level` must
     /// have passed [`effective_level`].
-    pub fn new<'e>(
+    pub fn new<'s, 'e>(
         compression: Compression,
         level: Option<i32>,
         threads: usize,
@@ -194,13 +193,8 @@ impl<'s, W: Write + Send + 's> Encoder<'s, W> {
         Ok(match compression {
             Compression::None => Self::None(out),
             Compression::Gzip => {
-                let level = level.unwrap_or(GZIP_DEFAULT_LEVEL) as u32;
-                let builder = ParCompressBuilder::<Gzip>::new()
-                    .buffer_size(GZIP_CHUNK)
-                    .and_then(|b| b.num_threads(threads))
-                    .map_err(gzp_error)?
-                    .compression_level(flate2::Compression::new(level));
-                Self::Gzip(builder.from_borrowed_writer(out, scope), false)
+                let level = level.unwrap_or(GZIP_DEFAULT_LEVEL);
+                Self::Gzip(ParallelGzip::new(level, threads, out, scope)?)
             }
             Compression::Zstd => {
                 let mut enc =
@@ -215,32 +209,23 @@ impl<'s, W: Write + Send + 's> Encoder<'s, W> {
     pub fn finish(self) -> io::Result<W> {
         match self {
             Self::None(w) => Ok(w),
-            Self::Gzip(_, true) => Err(io::Error::other(
-                "parallel gzip already failed; the stream is incomplete",
-            )),
-            Self::Gzip(mut z, false) => z.finish().map_err(gzp_error),
+            Self::Gzip(z) => z.finish(),
             Self::Zstd(z) => z.finish(),
         }
     }
 
     /// Stops compressing after an error elsewhere; whatever was written is
-    /// garbage. (Dropping a `gzp` writer unfinished would panic if its
-    /// writer thread had failed.)
+    /// garbage. The gzip workers see their queue close and exit.
     pub fn abort(self) {
-        if let Self::Gzip(mut z, false) = self
-            && let Err(e) = z.finish()
-        {
-            tracing::debug!(error = %e, "parallel gzip stopped after an error");
-        }
+        drop(self);
     }
 }
 
-impl<'s, W: Write + Send + 's> Write for Encoder<'s, W> {
+impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Self::None(w) => w.write(buf),
-            Self::Gzip(_, true) => Err(io::Error::other("parallel gzip already failed")),
-            Self::Gzip(z, failed) => z.write(buf).inspect_err(|_| *failed = true),
+            Self::Gzip(z) => z.write(buf),
             Self::Zstd(z) => z.write(buf),
         }
     }
@@ -253,13 +238,6 @@ impl<'s, W: Write + Send + 's> Write for Encoder<'s, W> {
             Self::None(w) => w.flush(),
             Self::Gzip(..) | Self::Zstd(_) => Ok(()),
         }
-    }
-}
-
-fn gzp_error(e: gzp::GzpError) -> io::Error {
-    match e {
-        gzp::GzpError::Io(e) => e,
-        other => io::Error::other(other),
     }
 }
 
@@ -412,9 +390,47 @@ mod tests {
         assert!(decode(Compression::Gzip, &gz) == data);
     }
 
+    /// Pieces at fixed offsets, one gzip member each: an empty input is
+    /// one empty member, an exact multiple of the piece size has no empty
+    /// member after it; system `gzip` decodes every shape.
+    #[test]
+    fn gzip_members_follow_the_pieces_and_gzip_reads_them() {
+        let members = |gz: &[u8]| gz.windows(4).filter(|w| w == &[0x1f, 0x8b, 8, 0]).count();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..2 * GZIP_CHUNK + 5)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                b'a' + (seed % 16) as u8
+            })
+            .collect();
+        for (len, expect) in [
+            (0, 1),
+            (1, 1),
+            (GZIP_CHUNK, 1),
+            (GZIP_CHUNK + 1, 2),
+            (2 * GZIP_CHUNK + 5, 3),
+        ] {
+            let data = &noise[..len];
+            let gz = encode(Compression::Gzip, None, 2, data);
+            assert!(decode(Compression::Gzip, &gz) == data, "{len}: round trip");
+            // Magic bytes inside compressed data could add to the count,
+            // never take from it.
+            assert!(members(&gz) >= expect, "{len}: {} members", members(&gz));
+            assert!(system_decompress("gzip", &gz) == data, "{len}: gzip -dc");
+        }
+        let gz = encode(Compression::Gzip, None, 3, &noise);
+        assert_eq!(members(&gz), 3);
+    }
+
+    fn system_decompress(tool: &str, data: &[u8]) -> Vec<u8> {
+        system_compress(tool, &["-dc"], data)
+    }
+
     #[test]
     fn levels_are_checked() {
-        assert_eq!(effective_level(Compression::Gzip, None), Ok(Some(6)));
+        assert_eq!(effective_level(Compression::Gzip, None), Ok(Some(5)));
         assert_eq!(effective_level(Compression::Zstd, None), Ok(Some(3)));
         assert_eq!(effective_level(Compression::None, Some(5)), Ok(None));
         assert!(effective_level(Compression::Gzip, Some(10)).is_err());

@@ -65,6 +65,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::compression::{self, Encoder};
+use super::inventory::{ContentHasher, Hash64, KnownContent};
 use super::whiteout::{self, OverlayXattr};
 use super::{LayerError, join};
 use crate::oci::verify::HashingWriter;
@@ -75,7 +76,7 @@ use crate::sys::fs::{self as sysfs, path_from_bytes as p};
 #[derive(Debug, Clone)]
 pub struct DiffOptions {
     pub compression: Compression,
-    /// Compression level; `None` is gzip 6 / zstd 3.
+    /// Compression level; `None` is the default (gzip 5, zstd 3).
     pub level: Option<i32>,
     /// `SOURCE_DATE_EPOCH`: every later mtime is clamped to it. (The gzip
     /// header's mtime is always 0, so it needs no clamping.)
@@ -122,6 +123,9 @@ pub struct Diffed {
     /// overlay-internal xattrs (`origin`, `impure`, …) as (path, name).
     pub left_out: Vec<PathBuf>,
     pub internal_xattrs: Vec<(PathBuf, Vec<u8>)>,
+    /// The content hash of every regular file put in the tar, by inode,
+    /// for [`super::inventory::scan_with_known`] of the adopted upper.
+    pub content: KnownContent,
 }
 
 impl Diffed {
@@ -206,8 +210,9 @@ pub fn diff<W: Write + Send>(
         // (see `Encoder::abort`); `into_parts` gets it back without another
         // write.
         let abort =
-            |tar: BufWriter<HashingWriter<Encoder<'_, _>>>| tar.into_parts().0.finish().2.abort();
-        let entries = match write_all(&mut tar, upper, &items) {
+            |tar: BufWriter<HashingWriter<Encoder<_>>>| tar.into_parts().0.finish().2.abort();
+        let mut content = KnownContent::new();
+        let entries = match write_all(&mut tar, upper, &items, &mut content) {
             Ok(n) => n,
             Err(e) => {
                 abort(tar);
@@ -242,6 +247,7 @@ pub fn diff<W: Write + Send>(
                 .into_iter()
                 .map(|(r, n)| (p(&r).to_path_buf(), n))
                 .collect(),
+            content,
         })
     })
 }
@@ -289,6 +295,8 @@ struct Item {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// (dev, ino) of a regular file or other non-directory with nlink > 1.
     inode: Option<(u64, u64)>,
+    /// The inode number of a regular file, for [`Diffed::content`].
+    ino: u64,
 }
 
 impl Item {
@@ -418,6 +426,7 @@ impl Walker<'_> {
                 mtime: self.clamp(md.mtime()),
                 xattrs: Vec::new(),
                 inode: None,
+                ino: md.ino(),
             };
             if is_whiteout {
                 if self.in_lowers(&crel) {
@@ -460,6 +469,7 @@ impl Walker<'_> {
                         mtime: item.mtime,
                         xattrs: Vec::new(),
                         inode: None,
+                        ino: 0,
                     });
                     below.emitted += 1;
                 }
@@ -593,7 +603,12 @@ impl Walker<'_> {
 }
 
 /// Writes every item and the end-of-archive blocks; returns the entry count.
-fn write_all<W: Write>(out: &mut W, upper: &Path, items: &[Item]) -> Result<u64, LayerError> {
+fn write_all<W: Write>(
+    out: &mut W,
+    upper: &Path,
+    items: &[Item],
+    content: &mut KnownContent,
+) -> Result<u64, LayerError> {
     let write_err = |source| LayerError::Write { source };
     let mut buf = vec![0u8; COPY_BUFFER];
     let mut pax = Vec::new();
@@ -608,7 +623,8 @@ fn write_all<W: Write>(out: &mut W, upper: &Path, items: &[Item]) -> Result<u64,
         }
         out.write_all(header.as_bytes()).map_err(write_err)?;
         if let Body::File { size } = item.body {
-            copy_file(out, upper, &item.source, size, &mut buf)?;
+            let hash = copy_file(out, upper, &item.source, size, &mut buf)?;
+            content.insert(item.ino, (size, hash));
             pad(out, size).map_err(write_err)?;
         }
     }
@@ -616,14 +632,15 @@ fn write_all<W: Write>(out: &mut W, upper: &Path, items: &[Item]) -> Result<u64,
     Ok(items.len() as u64)
 }
 
-/// Copies exactly `size` bytes of the upper's file `rel` into `out`.
+/// Copies exactly `size` bytes of the upper's file `rel` into `out`;
+/// returns their content hash (see [`super::inventory`]).
 fn copy_file<W: Write>(
     out: &mut W,
     upper: &Path,
     rel: &[u8],
     size: u64,
     buf: &mut [u8],
-) -> Result<(), LayerError> {
+) -> Result<Hash64, LayerError> {
     let path = upper.join(p(rel));
     let read_err = |source| LayerError::Upper {
         path: path.clone(),
@@ -634,6 +651,7 @@ fn copy_file<W: Write>(
         .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
         .open(&path)
         .map_err(read_err)?;
+    let mut hasher = ContentHasher::new();
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -645,6 +663,7 @@ fn copy_file<W: Write>(
         };
         out.write_all(&buf[..n])
             .map_err(|source| LayerError::Write { source })?;
+        hasher.update(&buf[..n]);
         left -= n as u64;
     }
     let grew = left == 0 && read_more(&mut file).map_err(read_err)?;
@@ -653,7 +672,7 @@ fn copy_file<W: Write>(
             "file changed size while the layer was written (expected {size} bytes)"
         ))));
     }
-    Ok(())
+    Ok(hasher.finish())
 }
 
 fn read_more(file: &mut File) -> io::Result<bool> {

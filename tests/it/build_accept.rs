@@ -35,6 +35,14 @@ fn accepted(name: &str) {
     env.assert_check_clean();
 }
 
+/// `image` as one path component.
+fn file_name(image: &str) -> String {
+    image
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
 /// Item 1.
 fn validates(env: &TestEnv) {
     let mut cmd = Command::new("oci-image-tool");
@@ -49,7 +57,9 @@ fn validates(env: &TestEnv) {
 
 /// Item 2: returns the layout the image was copied to (tag `x`).
 fn skopeo_copy(env: &TestEnv, image: &str) -> PathBuf {
-    let layout = env.scratch("copy").join("oci");
+    let layout = env
+        .scratch(&format!("copy-{}", file_name(image)))
+        .join("oci");
     let mut cmd = Command::new("skopeo");
     cmd.args(["copy", "--quiet"])
         .arg(format!("oci:{}:{image}", env.root.join("oci").display()))
@@ -60,7 +70,9 @@ fn skopeo_copy(env: &TestEnv, image: &str) -> PathBuf {
 
 /// Item 3.
 fn unpack_equals_mount(env: &TestEnv, image: &str, layout: &std::path::Path) {
-    let bundle = env.scratch("umoci").join("bundle");
+    let bundle = env
+        .scratch(&format!("umoci-{}", file_name(image)))
+        .join("bundle");
     let mut cmd = Command::new("umoci");
     cmd.arg("unpack")
         .arg("--image")
@@ -189,4 +201,67 @@ fn timestamp_makes_builds_reproducible() {
         .success()
         .json();
     assert_eq!(inspect["config"]["created"], "2023-11-14T22:13:20Z");
+}
+
+/// A layer whose tar is over a megabyte is written as several gzip members
+/// (one per 1 MiB piece, see `layer::compression`). Built again with
+/// another `--compression-level`, the cached step's layer is re-encoded:
+/// other bytes, the same tar (the RUN does not run again). Go's
+/// readers must take the members as one stream: skopeo copies the image
+/// (verifying digests), umoci unpacks it to the tree builder mounts, and
+/// system `gzip -t` accepts the blob.
+#[test]
+fn multi_member_gzip_layers_are_read_by_skopeo_umoci_and_gzip() {
+    let env = examples::env_with_busybox();
+    let context = env.scratch("context");
+    std::fs::write(
+        context.join("Containerfile"),
+        "FROM busybox\n\
+         RUN seq 1 400000 > /numbers && cat /bin/busybox /bin/busybox /bin/busybox > /three\n",
+    )
+    .unwrap();
+    let context = context.to_str().unwrap();
+    let mut blobs = Vec::new();
+    for (image, level) in [
+        ("localhost/test/big:default", None),
+        ("localhost/test/big:level-1", Some("1")),
+    ] {
+        let mut args = vec!["build", "-q", "-t", image];
+        if let Some(level) = level {
+            args.extend(["--compression-level", level]);
+        }
+        args.push(context);
+        env.builder(&args).success();
+        let inspect = env.builder(&["inspect", image]).success().json();
+        let layer = inspect["manifest"]["layers"][1].clone();
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        let digest = layer["digest"].as_str().unwrap().to_string();
+        let blob = env
+            .root
+            .join("oci/blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap());
+        let bytes = std::fs::read(&blob).unwrap();
+        let members = bytes
+            .windows(4)
+            .filter(|w| w == &[0x1f, 0x8b, 8, 0])
+            .count();
+        assert!(
+            members >= 3,
+            "{image}: expected several gzip members, saw {members} magics"
+        );
+        let mut gzip = Command::new("gzip");
+        gzip.arg("-t").arg(&blob);
+        process::run_ok(gzip);
+        blobs.push((digest, inspect["config"]["rootfs"]["diff_ids"][1].clone()));
+
+        validates(&env);
+        let copy = skopeo_copy(&env, image);
+        unpack_equals_mount(&env, image, &copy);
+    }
+    assert_ne!(blobs[0].0, blobs[1].0, "another level gave the same blob");
+    assert_eq!(blobs[0].1, blobs[1].1, "another level changed the tar");
+    env.assert_check_clean();
 }

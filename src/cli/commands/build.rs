@@ -99,6 +99,14 @@ pub fn build(store: &Store, args: BuildArgs) -> Result<ExitCode> {
         CompressionArg::Zstd => Compression::Zstd,
         CompressionArg::None => Compression::None,
     };
+    if let Some(level) = args.compression_level {
+        if opts.compression == Compression::None {
+            bail!("--compression-level needs --compression gzip or zstd");
+        }
+        crate::layer::compression::effective_level(opts.compression, Some(level))
+            .map_err(|e| anyhow::anyhow!("--compression-level: {e}"))?;
+    }
+    opts.compression_level = args.compression_level;
     if opts.format == ImageFormat::Docker && opts.compression == Compression::Zstd {
         bail!("--format docker cannot hold zstd layers; use --compression gzip or --format oci");
     }
