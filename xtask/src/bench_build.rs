@@ -44,6 +44,13 @@ const GEN_TREE: &str = "mkdir -p /data/d0 && i=0 && while [ $i -lt 200 ]; do \
     dd if=/bin/busybox of=/data/d0/f$i bs=10000 count=1 skip=$((i % 198)) 2>/dev/null; i=$((i+1)); done \
     && for k in $(seq 1 99); do cp -r /data/d0 /data/d$k; done";
 
+/// (d) built by builder with other layer compressions: (key, option).
+const D_VARIANTS: [(&str, &str); 3] = [
+    ("d-gzip-1", "--compression-level 1"),
+    ("d-zstd", "--compression zstd"),
+    ("d-none", "--compression none"),
+];
+
 /// How many `RUN true` steps (e) has.
 const RUN_STEPS: usize = 20;
 
@@ -153,8 +160,13 @@ impl Bench {
     }
 
     fn builder_build(&self, key: &str, ctx: &str, file: &str) -> String {
+        self.builder_build_with(key, ctx, file, "")
+    }
+
+    /// [`Bench::builder_build`] with `extra` options.
+    fn builder_build_with(&self, key: &str, ctx: &str, file: &str, extra: &str) -> String {
         format!(
-            "{} build -q --pull=never --network {NETWORK} -f {} -t bench-{file} {}",
+            "{} build -q --pull=never --network {NETWORK}{extra} -f {} -t bench-{file} {}",
             self.builder_cli(key),
             self.file(ctx, file).display(),
             self.ctx(ctx).display()
@@ -296,6 +308,8 @@ struct Extras {
     pigz_bytes: u64,
     /// builder's (d) layer blob: size and media type.
     builder_layer: String,
+    /// The same for each of [`D_VARIANTS`]: (key, layer).
+    variant_layers: Vec<(String, String)>,
     leftover_mounts: Vec<String>,
     busy_before: f64,
     busy_after: f64,
@@ -330,6 +344,7 @@ pub fn bench_build(args: &[String]) -> Result {
         rm_tree: f64::NAN,
         pigz_bytes: 0,
         builder_layer: String::new(),
+        variant_layers: Vec::new(),
         leftover_mounts: Vec::new(),
         busy_before: f64::NAN,
         busy_after: f64::NAN,
@@ -464,6 +479,14 @@ fn measure(
     let [bd, hd] = b.cold("big", "d");
     let [bd0, hd0] = b.cold("big", "d0");
     d.extend([bd, bd0, hd, hd0]);
+    // (d) in builder's other compressions, in their own cold stores.
+    for (key, option) in D_VARIANTS {
+        d.push(Timed {
+            name: format!("builder {key}"),
+            cmd: b.builder_build_with(key, "big", "d", &format!(" {option}")),
+            prepare: b.builder_reset(key),
+        });
+    }
     results.rows.extend(b.hyperfine("d", 0, &d)?);
     b.expect_run(
         "d",
@@ -471,12 +494,18 @@ fn measure(
         "sh -c 'find /data -type f | wc -l; cat /data/*/* | wc -c'",
         &format!("{TREE_FILES}\n{TREE_BYTES}"),
     )?;
-    extras.builder_layer = b.sh(&format!(
-        "{} inspect bench-d | jq -r '.. | objects | select(has(\"layers\")) | .layers[-1] | \"\\(.size) bytes, \\(.mediaType)\"' | head -1",
-        b.builder_cli("d")
-    ))?
-    .trim()
-    .to_string();
+    let layer_of = |key: &str| -> Result<String> {
+        Ok(b.sh(&format!(
+            "{} inspect bench-d | jq -r '.. | objects | select(has(\"layers\")) | .layers[-1] | \"\\(.size) bytes, \\(.mediaType)\"' | head -1",
+            b.builder_cli(key)
+        ))?
+        .trim()
+        .to_string())
+    };
+    extras.builder_layer = layer_of("d")?;
+    for (key, _) in D_VARIANTS {
+        extras.variant_layers.push((key.to_string(), layer_of(key)?));
+    }
 
     // The reference for the commit: tar | pigz over a copy of the very tree
     // builder committed, on tmpfs.
@@ -511,6 +540,7 @@ fn measure(
     fs::remove_dir_all(&tree).map_err(|e| format!("remove {}: {e}", tree.display()))?;
     extras.rm_tree = t.elapsed().as_secs_f64();
     remove_stores(&b, &["d", "d0"]);
+    remove_stores(&b, &D_VARIANTS.map(|(key, _)| key));
 
     // (e) 20 × `RUN true`, and (e0) the same file without them.
     let mut e: Vec<Timed> = Vec::new();
@@ -659,6 +689,27 @@ fn report(r: &Results, x: &Extras, runs: usize) -> Result<String> {
         Some(ratio("f")? <= 0.33),
     )?;
 
+    // (d) in other compressions, against buildah's (d).
+    o += "\n**(d) in builder's other layer compressions** (own cold stores, same hyperfine run), \
+          against buildah's (d) above. `--compression none` stores the layer uncompressed, as \
+          buildah's store does.\n\n";
+    o += "| builder option | builder | builder / buildah (d) | layer |\n| --- | ---: | ---: | --- |\n";
+    let buildah_d = m("buildah d")?;
+    for (key, option) in D_VARIANTS {
+        let v = r.get(&format!("builder {key}"))?;
+        let _ = writeln!(
+            o,
+            "| `{option}` | {} ± {} | {:.2}× | {} |",
+            ms(v.median),
+            ms(v.stddev),
+            v.median / buildah_d,
+            x.variant_layers
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or("?", |(_, l)| l.as_str())
+        );
+    }
+
     // Per-RUN overhead: the difference isolates what a RUN step adds (a
     // container start, an empty diff, a cache record); total / N would also
     // charge each step a share of FROM and of writing the image.
@@ -742,7 +793,8 @@ fn report(r: &Results, x: &Extras, runs: usize) -> Result<String> {
     o += "- buildah commits into containers-storage, which keeps layers **uncompressed** (`bud` \
           defaults to `--disable-compression`; it compresses only when pushing), while builder's \
           store is an OCI layout holding compressed blobs: builder's commit does the compression \
-          buildah defers.\n";
+          buildah defers. builder's default is gzip at libdeflate level 5, in 1 MiB pieces on \
+          every core (`layer::compression`).\n";
     o += "- After each builder scenario the bench checks the image with `builder run` (the files, \
           ENV, WORKDIR, the RUN's output, the (d) tree's 20 000 files and 200 000 000 bytes).\n";
     if !x.leftover_mounts.is_empty() {
