@@ -504,7 +504,9 @@ fn measure(
     };
     extras.builder_layer = layer_of("d")?;
     for (key, _) in D_VARIANTS {
-        extras.variant_layers.push((key.to_string(), layer_of(key)?));
+        extras
+            .variant_layers
+            .push((key.to_string(), layer_of(key)?));
     }
 
     // The reference for the commit: tar | pigz over a copy of the very tree
