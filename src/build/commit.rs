@@ -63,12 +63,18 @@ pub fn commit_dir(
         .map_err(BuildError::store)?;
     // Nothing wrote to the directory since the diff read it (tidying only
     // removes), so the hashes the diff took are the files' content.
+    let recorded = std::time::Instant::now();
     let inventory = layer::inventory::scan_with_known(&txn.layer_dir(), &diffed.content)
         .map_err(BuildError::layer)?;
     let json = serde_json::to_vec(&inventory).expect("an inventory serialises");
     store
         .commit_layer(txn, &diffed.diff_id, &json)
         .map_err(BuildError::store)?;
+    tracing::debug!(
+        layer = %diffed.diff_id,
+        inventory_ms = recorded.elapsed().as_millis() as u64,
+        "layer inventoried and committed"
+    );
     Ok(LayerRef {
         blob: Descriptor::new(diffed.media_type, diffed.digest, diffed.size),
         diff_id: diffed.diff_id,

@@ -196,11 +196,13 @@ pub fn diff<W: Write + Send>(
 ) -> Result<Diffed, LayerError> {
     compression::effective_level(opts.compression, opts.level)
         .map_err(|reason| LayerError::Options { reason })?;
+    let started = std::time::Instant::now();
     let Planned {
         items,
         left_out,
         internal_xattrs,
     } = plan(upper, lowers, opts)?;
+    let planned = started.elapsed();
     std::thread::scope(|scope| {
         let sink = HashingWriter::new(out);
         let encoder = Encoder::new(opts.compression, opts.level, opts.threads, sink, scope)
@@ -232,6 +234,13 @@ pub fn diff<W: Write + Send>(
         let mut sink = encoder.finish().map_err(write_err)?;
         sink.flush().map_err(write_err)?;
         let (digest, size, _) = sink.finish();
+        tracing::debug!(
+            upper = %upper.display(),
+            entries,
+            plan_ms = planned.as_millis() as u64,
+            write_ms = (started.elapsed() - planned).as_millis() as u64,
+            "layer diffed"
+        );
         Ok(Diffed {
             diff_id: DiffId(diff_id),
             digest,
