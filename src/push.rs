@@ -719,11 +719,9 @@ fn recompress(
         HashingReader::new(decoder(have, BufReader::with_capacity(1 << 20, src)).map_err(io_err)?);
     let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     let encoded = std::thread::scope(|scope| -> io::Result<HashingWriter<BufWriter<File>>> {
+        // On an error the encoder is dropped: its workers stop.
         let mut encoder = Encoder::new(target, None, ctx.encoder_threads, sink, scope)?;
-        if let Err(e) = io::copy(&mut tar, &mut encoder) {
-            encoder.abort();
-            return Err(e);
-        }
+        io::copy(&mut tar, &mut encoder)?;
         encoder.finish()
     })
     .map_err(io_err)?;

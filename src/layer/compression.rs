@@ -169,8 +169,9 @@ pub fn effective_level(
     }
 }
 
-/// A compressing writer over `W`. Finish it with [`Encoder::finish`]; on
-/// an error path, [`Encoder::abort`] stops its threads without panicking.
+/// A compressing writer over `W`. Finish it with [`Encoder::finish`];
+/// dropped unfinished (on an error path), it stops its threads and writes
+/// nothing more.
 pub enum Encoder<W: Write> {
     None(W),
     Gzip(ParallelGzip<W>),
@@ -179,8 +180,8 @@ pub enum Encoder<W: Write> {
 
 impl<W: Write> Encoder<W> {
     /// Starts compressing into `out` with `threads` compressor threads,
-    /// spawned in `scope`. `level` must
-    /// have passed [`effective_level`].
+    /// spawned in `scope`; `level` `None` is the default, any other is
+    /// checked by [`effective_level`].
     pub fn new<'s, 'e>(
         compression: Compression,
         level: Option<i32>,
@@ -190,15 +191,12 @@ impl<W: Write> Encoder<W> {
     ) -> io::Result<Self> {
         let threads = threads.max(1);
         let level = effective_level(compression, level).map_err(io::Error::other)?;
+        let level = || level.expect("effective_level gives gzip and zstd a level");
         Ok(match compression {
             Compression::None => Self::None(out),
-            Compression::Gzip => {
-                let level = level.unwrap_or(GZIP_DEFAULT_LEVEL);
-                Self::Gzip(ParallelGzip::new(level, threads, out, scope)?)
-            }
+            Compression::Gzip => Self::Gzip(ParallelGzip::new(level(), threads, out, scope)?),
             Compression::Zstd => {
-                let mut enc =
-                    zstd::stream::write::Encoder::new(out, level.unwrap_or(ZSTD_DEFAULT_LEVEL))?;
+                let mut enc = zstd::stream::write::Encoder::new(out, level())?;
                 enc.multithread(threads as u32)?;
                 Self::Zstd(enc)
             }
@@ -212,12 +210,6 @@ impl<W: Write> Encoder<W> {
             Self::Gzip(z) => z.finish(),
             Self::Zstd(z) => z.finish(),
         }
-    }
-
-    /// Stops compressing after an error elsewhere; whatever was written is
-    /// garbage. The gzip workers see their queue close and exit.
-    pub fn abort(self) {
-        drop(self);
     }
 }
 

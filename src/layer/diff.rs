@@ -208,11 +208,10 @@ pub fn diff<W: Write + Send>(
         let encoder = Encoder::new(opts.compression, opts.level, opts.threads, sink, scope)
             .map_err(|source| LayerError::Write { source })?;
         let mut tar = BufWriter::with_capacity(WRITE_BUFFER, HashingWriter::new(encoder));
-        // On any error the compressor is aborted, never dropped unfinished
-        // (see `Encoder::abort`); `into_parts` gets it back without another
-        // write.
-        let abort =
-            |tar: BufWriter<HashingWriter<Encoder<_>>>| tar.into_parts().0.finish().2.abort();
+        // On any error the compressor is dropped unfinished (its workers
+        // stop); `into_parts` keeps the buffer from being flushed into it
+        // first.
+        let abort = |tar: BufWriter<HashingWriter<Encoder<_>>>| drop(tar.into_parts());
         let mut content = KnownContent::new();
         let entries = match write_all(&mut tar, upper, &items, &mut content) {
             Ok(n) => n,

@@ -54,7 +54,8 @@ pub struct ParallelGzip<W: Write> {
     max_in_flight: usize,
     spare_pieces: Vec<Vec<u8>>,
     spare_members: Vec<Vec<u8>>,
-    members_written: u64,
+    /// Whether any piece was handed to the workers yet.
+    submitted: bool,
     failed: bool,
 }
 
@@ -86,7 +87,7 @@ impl<W: Write> ParallelGzip<W> {
             max_in_flight: 2 * threads + 1,
             spare_pieces: Vec::new(),
             spare_members: Vec::new(),
-            members_written: 0,
+            submitted: false,
             failed: false,
         })
     }
@@ -96,7 +97,7 @@ impl<W: Write> ParallelGzip<W> {
     /// output is always a gzip file.
     pub fn finish(mut self) -> io::Result<W> {
         self.check()?;
-        if !self.piece.is_empty() || self.members_written == 0 && self.in_flight.is_empty() {
+        if !self.piece.is_empty() || !self.submitted {
             self.submit()?;
         }
         while !self.in_flight.is_empty() {
@@ -139,6 +140,7 @@ impl<W: Write> ParallelGzip<W> {
             return Err(io::Error::other("parallel gzip workers stopped"));
         }
         self.in_flight.push_back(done);
+        self.submitted = true;
         Ok(())
     }
 
@@ -155,7 +157,6 @@ impl<W: Write> ParallelGzip<W> {
                 let member = member?;
                 self.out.write_all(&member)?;
                 self.spare_members.push(member);
-                self.members_written += 1;
                 Ok(())
             });
         if result.is_err() {
