@@ -54,18 +54,20 @@ pub fn commit_dir(
     file.sync_all()
         .map_err(|e| BuildError::write(&blob_path, e))?;
     drop(file);
-    diffed.tidy_upper(dir).map_err(BuildError::layer)?;
+    let as_recorded = diffed.tidy_upper(dir).map_err(BuildError::layer)?;
     if dir != txn.layer_dir() {
         txn.adopt_layer_dir(dir).map_err(BuildError::store)?;
     }
     store
         .commit_blob(txn, &diffed.digest)
         .map_err(BuildError::store)?;
-    // Nothing wrote to the directory since the diff read it (tidying only
-    // removes), so the hashes the diff took are the files' content.
     let recorded = std::time::Instant::now();
-    let inventory = layer::inventory::scan_with_known(&txn.layer_dir(), &diffed.content)
-        .map_err(BuildError::layer)?;
+    let inventory = if as_recorded {
+        diffed.inventory
+    } else {
+        tracing::debug!(dir = %dir.display(), "the upper changed while it was committed; scanning it for the inventory");
+        layer::inventory::scan(&txn.layer_dir()).map_err(BuildError::layer)?
+    };
     let json = serde_json::to_vec(&inventory).expect("an inventory serialises");
     store
         .commit_layer(txn, &diffed.diff_id, &json)

@@ -65,7 +65,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::compression::{self, Encoder};
-use super::inventory::{ContentHasher, Hash64, KnownContent};
+use super::inventory::{self, ContentHasher, Entry, Hash64, Inventory, Kind, Mtime, Recorder};
 use super::whiteout::{self, OverlayXattr};
 use super::{LayerError, join};
 use crate::oci::verify::HashingWriter;
@@ -123,9 +123,11 @@ pub struct Diffed {
     /// overlay-internal xattrs (`origin`, `impure`, …) as (path, name).
     pub left_out: Vec<PathBuf>,
     pub internal_xattrs: Vec<(PathBuf, Vec<u8>)>,
-    /// The content hash of every regular file put in the tar, by inode,
-    /// for [`super::inventory::scan_with_known`] of the adopted upper.
-    pub content: KnownContent,
+    /// The inventory of the upper as [`Diffed::tidy_upper`] leaves it,
+    /// made from what the walk and the write already saw (each file's
+    /// metadata and the content hash taken while copying it into the tar),
+    /// so adopting the upper as the layer directory needs no second walk.
+    pub inventory: Inventory,
 }
 
 impl Diffed {
@@ -134,7 +136,13 @@ impl Diffed {
     /// tar again: removes what was left out (a directory only when it is
     /// empty by then) and overlay's internal xattrs. mtimes stay as they
     /// are (the tar may have clamped them).
-    pub fn tidy_upper(&self, upper: &Path) -> Result<(), LayerError> {
+    ///
+    /// Returns whether the upper now is what [`Diffed::inventory`] says:
+    /// false only when a left-out directory could not be removed because
+    /// something appeared in it since the walk (nothing should write to an
+    /// upper being committed); the caller then scans the upper instead.
+    pub fn tidy_upper(&self, upper: &Path) -> Result<bool, LayerError> {
+        let mut exact = true;
         let err = |path: PathBuf, source: io::Error| LayerError::Upper { path, source };
         for rel in &self.left_out {
             let path = upper.join(rel);
@@ -164,7 +172,7 @@ impl Diffed {
                     )
                     .map_err(|e| err(parent.clone(), e))?;
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => exact = false,
                 Err(e) => return Err(err(path, e)),
             }
         }
@@ -176,7 +184,7 @@ impl Diffed {
                 Err(e) => return Err(err(path, e)),
             }
         }
-        Ok(())
+        Ok(exact)
     }
 }
 
@@ -212,7 +220,7 @@ pub fn diff<W: Write + Send>(
         // stop); `into_parts` keeps the buffer from being flushed into it
         // first.
         let abort = |tar: BufWriter<HashingWriter<Encoder<_>>>| drop(tar.into_parts());
-        let mut content = KnownContent::new();
+        let mut content = HashMap::new();
         let entries = match write_all(&mut tar, upper, &items, &mut content) {
             Ok(n) => n,
             Err(e) => {
@@ -233,6 +241,7 @@ pub fn diff<W: Write + Send>(
         let mut sink = encoder.finish().map_err(write_err)?;
         sink.flush().map_err(write_err)?;
         let (digest, size, _) = sink.finish();
+        let inventory = inventory_of(upper, items, &content)?;
         tracing::debug!(
             upper = %upper.display(),
             entries,
@@ -255,7 +264,7 @@ pub fn diff<W: Write + Send>(
                 .into_iter()
                 .map(|(r, n)| (p(&r).to_path_buf(), n))
                 .collect(),
-            content,
+            inventory,
         })
     })
 }
@@ -303,8 +312,13 @@ struct Item {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// (dev, ino) of a regular file or other non-directory with nlink > 1.
     inode: Option<(u64, u64)>,
-    /// The inode number of a regular file, for [`Diffed::content`].
+    /// The inode number, to find a regular file's content hash.
     ino: u64,
+    nlink: u64,
+    /// What [`Diffed::inventory`] records for the upper's path `source`
+    /// (the metadata as the walk saw it, before any clamping); `None` for
+    /// an opaque marker, which is an xattr of its directory in the upper.
+    record: Option<Entry>,
 }
 
 impl Item {
@@ -424,6 +438,17 @@ impl Walker<'_> {
             let is_whiteout =
                 ft.is_char_device() && whiteout::is_overlay_whiteout_dev(rdev.0, rdev.1);
             let excluded = self.exclude.contains(&crel);
+            let kind = inventory::kind_of(ft, rdev);
+            let mut record = Entry::new(kind, md.mode(), md.uid(), md.gid());
+            match kind {
+                Kind::Dir => {}
+                Kind::File => record.size = md.len(),
+                Kind::Char | Kind::Block => record.rdev = Some(rdev),
+                _ => {}
+            }
+            if kind != Kind::Dir {
+                record.mtime = Some(Mtime(md.mtime(), md.mtime_nsec() as u32));
+            }
             let mut item = Item {
                 key: crel.clone(),
                 source: crel.clone(),
@@ -435,9 +460,16 @@ impl Walker<'_> {
                 xattrs: Vec::new(),
                 inode: None,
                 ino: md.ino(),
+                nlink: md.nlink(),
+                record: None,
             };
             if is_whiteout {
                 if self.in_lowers(&crel) {
+                    // Whatever xattrs a whiteout has stay in the upper.
+                    record.xattrs = bytestrs(
+                        sysfs::lxattrs(&child.path()).map_err(|e| self.read_err(&crel, e))?,
+                    );
+                    item.record = Some(record);
                     item.key = join(rel, &whiteout::oci_whiteout_name(name));
                     self.items.push(item);
                     below.emitted += 1;
@@ -447,8 +479,9 @@ impl Walker<'_> {
                 }
                 continue;
             }
-            let (xattrs, opaque) = self.xattrs(&child.path(), &crel)?;
+            let (xattrs, opaque, staying) = self.xattrs(&child.path(), &crel)?;
             item.xattrs = xattrs;
+            record.xattrs = bytestrs(staying);
             if ft.is_dir() {
                 let sub = self.dir(&crel)?;
                 below.excluded |= sub.excluded;
@@ -478,10 +511,13 @@ impl Walker<'_> {
                         xattrs: Vec::new(),
                         inode: None,
                         ino: 0,
+                        nlink: 1,
+                        record: None,
                     });
                     below.emitted += 1;
                 }
                 below.emitted += sub.emitted + 1;
+                item.record = Some(record);
                 self.items.push(item);
                 continue;
             }
@@ -495,7 +531,9 @@ impl Walker<'_> {
             } else if ft.is_symlink() {
                 let target =
                     std::fs::read_link(child.path()).map_err(|e| self.read_err(&crel, e))?;
-                Body::Symlink(target.as_os_str().as_bytes().to_vec())
+                let target = target.as_os_str().as_bytes().to_vec();
+                record.target = Some(inventory::ByteStr(target.clone()));
+                Body::Symlink(target)
             } else if ft.is_fifo() {
                 Body::Fifo
             } else if ft.is_char_device() {
@@ -510,6 +548,7 @@ impl Walker<'_> {
             if md.nlink() > 1 {
                 item.inode = Some((md.dev(), md.ino()));
             }
+            item.record = Some(record);
             self.items.push(item);
             below.emitted += 1;
         }
@@ -523,14 +562,17 @@ impl Walker<'_> {
         }
     }
 
-    /// The xattrs to emit (overlay's own removed) and whether the entry is
-    /// an opaque directory; refuses overlay features a layer cannot say.
+    /// The xattrs to emit (overlay's own removed), whether the entry is an
+    /// opaque directory, and the xattrs that stay in the upper once
+    /// [`Diffed::tidy_upper`] removed overlay's internal ones (the emitted
+    /// ones and the opaque marker, sorted by name); refuses overlay
+    /// features a layer cannot say.
     #[allow(clippy::type_complexity)]
     fn xattrs(
         &mut self,
         path: &Path,
         rel: &[u8],
-    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool), LayerError> {
+    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool, Vec<(Vec<u8>, Vec<u8>)>), LayerError> {
         let all = sysfs::lxattrs(path).map_err(|e| self.read_err(rel, e))?;
         let ns: &[u8] = match self.opts.overlay_xattr {
             OverlayXattr::Trusted => b"trusted.overlay.",
@@ -538,10 +580,14 @@ impl Walker<'_> {
         };
         let mut opaque = false;
         let mut keep = Vec::with_capacity(all.len());
+        let mut staying = Vec::with_capacity(all.len());
         for (name, value) in all {
             if let Some(key) = name.strip_prefix(ns) {
                 match key {
-                    b"opaque" => opaque = value == whiteout::OVERLAY_OPAQUE_VALUE,
+                    b"opaque" => {
+                        opaque = value == whiteout::OVERLAY_OPAQUE_VALUE;
+                        staying.push((name, value));
+                    }
                     b"redirect" | b"metacopy" | b"whiteout" => {
                         return Err(self.refuse(
                             rel,
@@ -568,9 +614,10 @@ impl Walker<'_> {
                     ),
                 ));
             }
+            staying.push((name.clone(), value.clone()));
             keep.push((name, value));
         }
-        Ok((keep, opaque))
+        Ok((keep, opaque, staying))
     }
 
     /// Whether `rel` is visible in the lowers: the topmost lower that has
@@ -610,12 +657,57 @@ impl Walker<'_> {
     }
 }
 
+/// The inventory of `upper` once tidied: the walk's record of every
+/// entry, the content hashes the write took (by inode, so every path of a
+/// link group gets one), link groups by inode as [`inventory::scan`] finds
+/// them (overlay's shared whiteout inode included), and the upper's root.
+fn inventory_of(
+    upper: &Path,
+    items: Vec<Item>,
+    content: &HashMap<u64, Hash64>,
+) -> Result<Inventory, LayerError> {
+    let read_err = |source| LayerError::Upper {
+        path: upper.to_path_buf(),
+        source,
+    };
+    let mut recorder = Recorder::default();
+    let root = std::fs::symlink_metadata(upper).map_err(read_err)?;
+    let mut root_entry = Entry::new(Kind::Dir, root.mode(), root.uid(), root.gid());
+    root_entry.xattrs = bytestrs(sysfs::lxattrs(upper).map_err(read_err)?);
+    recorder.insert(Vec::new(), root_entry);
+    let mut nodes: HashMap<u64, u64> = HashMap::new();
+    for item in items {
+        let Some(mut record) = item.record else {
+            continue;
+        };
+        if record.kind == Kind::File {
+            record.xxh3 = content.get(&item.ino).copied();
+        }
+        let shared = record.kind != Kind::Dir && item.nlink > 1;
+        if shared {
+            let next = recorder.fresh_node();
+            let node = *nodes.entry(item.ino).or_insert(next);
+            recorder.insert_node(item.source, record, node);
+        } else {
+            recorder.insert(item.source, record);
+        }
+    }
+    Ok(recorder.finish())
+}
+
+fn bytestrs(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(inventory::ByteStr, inventory::ByteStr)> {
+    pairs
+        .into_iter()
+        .map(|(n, v)| (inventory::ByteStr(n), inventory::ByteStr(v)))
+        .collect()
+}
+
 /// Writes every item and the end-of-archive blocks; returns the entry count.
 fn write_all<W: Write>(
     out: &mut W,
     upper: &Path,
     items: &[Item],
-    content: &mut KnownContent,
+    content: &mut HashMap<u64, Hash64>,
 ) -> Result<u64, LayerError> {
     let write_err = |source| LayerError::Write { source };
     let mut buf = vec![0u8; COPY_BUFFER];
@@ -632,7 +724,7 @@ fn write_all<W: Write>(
         out.write_all(header.as_bytes()).map_err(write_err)?;
         if let Body::File { size } = item.body {
             let hash = copy_file(out, upper, &item.source, size, &mut buf)?;
-            content.insert(item.ino, (size, hash));
+            content.insert(item.ino, hash);
             pad(out, size).map_err(write_err)?;
         }
     }

@@ -404,7 +404,16 @@ impl Recorder {
         self.map.insert(path, (entry, node));
     }
 
-    fn insert_node(&mut self, path: Vec<u8>, entry: Entry, node: u64) {
+    /// A node number no entry has yet, for [`Recorder::insert_node`].
+    pub(crate) fn fresh_node(&mut self) -> u64 {
+        let node = self.next_node;
+        self.next_node += 1;
+        node
+    }
+
+    /// Records `path` as one name of the inode `node` (from
+    /// [`Recorder::fresh_node`]); all names of a node form a link group.
+    pub(crate) fn insert_node(&mut self, path: Vec<u8>, entry: Entry, node: u64) {
         self.map.insert(path, (entry, node));
     }
 
@@ -522,20 +531,6 @@ pub(crate) fn kind_of(ft: std::fs::FileType, rdev: (u32, u32)) -> Kind {
 
 /// Walks `dir` (never following symlinks) into an [`Inventory`].
 pub fn scan(dir: &Path) -> Result<Inventory, LayerError> {
-    scan_with_known(dir, &KnownContent::new())
-}
-
-/// Content hashes already computed by whoever last read the files, by
-/// inode number: (size, xxh3). The layer differ reads every file it puts
-/// in the tar and hashes it on the way, so committing a RUN layer need
-/// not read the whole tree a second time.
-pub type KnownContent = HashMap<u64, (u64, Hash64)>;
-
-/// [`scan`], taking a regular file's content hash from `known` when its
-/// inode is there with the same size, and reading the file otherwise.
-/// Only for a directory nobody wrote to since `known` was made (an inode
-/// number is only reused after its file is deleted and another created).
-pub fn scan_with_known(dir: &Path, known: &KnownContent) -> Result<Inventory, LayerError> {
     let scan_err = |path: &Path, source: std::io::Error| LayerError::Scan {
         path: path.to_path_buf(),
         source,
@@ -564,14 +559,6 @@ pub fn scan_with_known(dir: &Path, known: &KnownContent) -> Result<Inventory, La
             entry.mtime = Some(Mtime(md.mtime(), md.mtime_nsec() as u32));
         }
         match kind {
-            Kind::File
-                if known
-                    .get(&md.ino())
-                    .is_some_and(|(size, _)| *size == md.len()) =>
-            {
-                entry.size = md.len();
-                entry.xxh3 = known.get(&md.ino()).map(|(_, hash)| *hash);
-            }
             Kind::File => {
                 entry.size = md.len();
                 let mut f = std::fs::OpenOptions::new()
@@ -634,28 +621,6 @@ mod tests {
             assert_eq!(back.0, raw, "via {s}");
         }
         assert_eq!(ByteStr(b"a\xffb".to_vec()).to_string(), "a\\xffb");
-    }
-
-    #[test]
-    fn known_content_is_taken_only_for_the_same_inode_and_size() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a"), b"one").unwrap();
-        std::fs::write(dir.path().join("b"), b"two").unwrap();
-        let ino = |n: &str| std::fs::metadata(dir.path().join(n)).unwrap().ino();
-        let read = scan(dir.path()).unwrap();
-        let hash_of = |inv: &Inventory, n: &str| {
-            inv.entries
-                .iter()
-                .find(|e| e.path.as_bytes() == n.as_bytes())
-                .and_then(|e| e.xxh3)
-        };
-        // `a` claims another hash (taken as given); `b` claims another
-        // size (ignored: the file is read).
-        let known = KnownContent::from([(ino("a"), (3, Hash64(7))), (ino("b"), (4, Hash64(9)))]);
-        let got = scan_with_known(dir.path(), &known).unwrap();
-        assert_eq!(hash_of(&got, "a"), Some(Hash64(7)));
-        assert_eq!(hash_of(&got, "b"), hash_of(&read, "b"));
-        assert_ne!(hash_of(&read, "a"), Some(Hash64(7)));
     }
 
     #[test]
