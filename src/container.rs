@@ -674,6 +674,24 @@ impl<'s> Container<'s> {
         }
     }
 
+    /// Starts unmounting the rootfs on a thread of `scope`. A build diffs
+    /// the upper dir meanwhile: reading the upper does not need the overlay
+    /// gone (unmounting a big tree takes tens of ms), changing it does, so
+    /// whoever changes the upper joins the handle first.
+    pub fn unmount_on<'scope>(
+        &mut self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+    ) -> std::thread::ScopedJoinHandle<'scope, Result<(), ContainerError>> {
+        let guard = self.mount.take();
+        let id = self.record.id.clone();
+        scope.spawn(move || match guard {
+            Some(guard) => guard
+                .unmount()
+                .map_err(|source| ContainerError::Mount { id, source }),
+            None => Ok(()),
+        })
+    }
+
     /// Unmounts and deletes the container's directory.
     pub fn remove(mut self) -> Result<(), ContainerError> {
         self.unmount()?;

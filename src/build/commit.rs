@@ -40,13 +40,15 @@ pub enum ImageFormat {
 
 /// Diffs `dir` against `lowers` (topmost first) into the transaction's
 /// blob, makes `dir` the transaction's layer (unless it already is) and
-/// commits both.
+/// commits both. `settle` runs once the diff has read `dir` and before
+/// anything changes it: a RUN's overlay is unmounted by then.
 pub fn commit_dir(
     store: &Store,
     txn: &Transaction,
     dir: &Path,
     lowers: &[PathBuf],
     opts: &DiffOptions,
+    settle: impl FnOnce() -> Result<(), BuildError>,
 ) -> Result<LayerRef, BuildError> {
     let blob_path = txn.blob_path();
     let file = txn.create_blob().map_err(BuildError::store)?;
@@ -54,6 +56,7 @@ pub fn commit_dir(
     file.sync_all()
         .map_err(|e| BuildError::write(&blob_path, e))?;
     drop(file);
+    settle()?;
     let as_recorded = diffed.tidy_upper(dir).map_err(BuildError::layer)?;
     if dir != txn.layer_dir() {
         txn.adopt_layer_dir(dir).map_err(BuildError::store)?;

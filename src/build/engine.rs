@@ -1039,6 +1039,7 @@ impl Engine<'_> {
             &txn.layer_dir(),
             &lowers,
             &self.diff_options(Vec::new()),
+            || Ok(()),
         )
     }
 
@@ -1191,16 +1192,24 @@ impl Engine<'_> {
         self.containers_started += 1;
         let ran = started.elapsed();
         self.check_interrupt()?;
-        let upper = finished.container.upper_dir();
+        let mut container = finished.container;
+        let upper = container.upper_dir();
         let lowers = rootfs::lower_dirs(self.store, &state.diff_ids());
         let txn = self.store.begin().map_err(BuildError::store)?;
-        let layer = commit::commit_dir(
-            self.store,
-            &txn,
-            &upper,
-            &lowers,
-            &self.diff_options(finished.created_mount_points),
-        )?;
+        let opts = self.diff_options(finished.created_mount_points);
+        let layer = std::thread::scope(|scope| {
+            let unmounting = container.unmount_on(scope);
+            commit::commit_dir(self.store, &txn, &upper, &lowers, &opts, || {
+                unmounting
+                    .join()
+                    .expect("unmounting does not panic")
+                    .map_err(|source| BuildError::Container {
+                        at: At::default(),
+                        step: step_text.clone(),
+                        source: Box::new(source),
+                    })
+            })
+        })?;
         drop(txn);
         tracing::debug!(
             step = %step_text,
@@ -1208,14 +1217,11 @@ impl Engine<'_> {
             commit_ms = (started.elapsed() - ran).as_millis() as u64,
             "RUN step committed"
         );
-        finished
-            .container
-            .remove()
-            .map_err(|source| BuildError::Container {
-                at: At::default(),
-                step: step_text,
-                source: Box::new(source),
-            })?;
+        container.remove().map_err(|source| BuildError::Container {
+            at: At::default(),
+            step: step_text,
+            source: Box::new(source),
+        })?;
         self.add_layer(state, layer, key, created_by)?;
         Ok(false)
     }

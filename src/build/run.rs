@@ -24,8 +24,8 @@ const TAIL_LINES: usize = 10;
 /// Longest line kept for the error (longer ones are cut).
 const TAIL_LINE_MAX: usize = 400;
 
-/// A RUN that completed successfully; its container is unmounted and its
-/// upper dir holds what it wrote.
+/// A RUN that completed successfully; its upper dir holds what it wrote.
+/// The rootfs is still mounted (the commit unmounts it while it diffs).
 pub struct Finished<'s> {
     pub container: Container<'s>,
     /// Relative paths of mount points the runtime created in the upper.
@@ -69,7 +69,6 @@ pub fn run_step<'s>(
             tail,
         });
     }
-    container.unmount().map_err(container_err)?;
     let workdir = Path::new(if config.workdir.is_empty() {
         "/"
     } else {
