@@ -24,11 +24,14 @@
 //!   emptied local registry: `builder push` from its store vs `skopeo copy oci:DIR docker://…`
 //!   and `buildah push` (image in an isolated buildah root), then warm pushes (every blob
 //!   already there); writes the `push` section of BENCHMARKS.md
+//! - `dist`          the static binary users install: musl, `dist` profile, checked to be
+//!   static and smoke-tested (load, build, run, rebuild, check); `target/dist/`
 //! - `fixtures`      build (or find cached) the fixture images and print their directory
 //! - `packages`      only install missing Debian packages
 
 mod bench_build;
 mod bench_push;
+mod dist;
 
 use std::env;
 use std::fs;
@@ -84,9 +87,10 @@ fn main() -> ExitCode {
             ensure_packages().and_then(|()| fixtures().map(|d| println!("{}", d.display())))
         }
         "packages" => ensure_packages(),
+        "dist" => ensure_packages().and_then(|()| dist::dist()),
         "help" | "-h" | "--help" => {
             println!(
-                "usage: cargo xtask <test [ARGS…] | lint | ci | demo | bench pull|run|build|push [--runs N] | fixtures | packages>"
+                "usage: cargo xtask <test [ARGS…] | lint | ci | demo | dist | bench pull|run|build|push [--runs N] | fixtures | packages>"
             );
             Ok(())
         }
@@ -176,6 +180,11 @@ fn installed(pkg: &str) -> bool {
 /// Installs whichever of [`PACKAGES`] are missing (`apt-get update` once,
 /// only when something is missing).
 fn ensure_packages() -> Result {
+    ensure_debian_packages(PACKAGES)
+}
+
+/// Installs whichever of `packages` are missing.
+fn ensure_debian_packages(packages: &[&str]) -> Result {
     if Command::new("dpkg-query")
         .arg("--version")
         .output()
@@ -183,7 +192,7 @@ fn ensure_packages() -> Result {
     {
         return Err("dpkg-query not found: the test suite expects a Debian-like system".into());
     }
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
