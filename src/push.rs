@@ -66,6 +66,9 @@ pub struct PushOptions {
     /// Re-encode layers whose compression differs from this one. `None`
     /// pushes the stored blobs and manifest unchanged.
     pub compression: Option<Compression>,
+    /// The level re-encoded layers get; `None` is the default (gzip 5,
+    /// zstd 3).
+    pub level: Option<i32>,
 }
 
 impl Default for PushOptions {
@@ -73,6 +76,7 @@ impl Default for PushOptions {
         Self {
             concurrency: DEFAULT_CONCURRENCY,
             compression: None,
+            level: None,
         }
     }
 }
@@ -207,6 +211,7 @@ struct PushContext<'a> {
     destination: &'a ImageRef,
     image: &'a str,
     target: Option<Compression>,
+    level: Option<i32>,
     reporter: &'a dyn Reporter,
     encoder_threads: usize,
 }
@@ -351,6 +356,7 @@ impl<'a> Pusher<'a> {
             destination,
             image: &name,
             target: options.compression,
+            level: options.level,
             reporter,
             encoder_threads: (cores / concurrency).max(1),
         };
@@ -720,7 +726,7 @@ fn recompress(
     let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     let encoded = std::thread::scope(|scope| -> io::Result<HashingWriter<BufWriter<File>>> {
         // On an error the encoder is dropped: its workers stop.
-        let mut encoder = Encoder::new(target, None, ctx.encoder_threads, sink, scope)?;
+        let mut encoder = Encoder::new(target, ctx.level, ctx.encoder_threads, sink, scope)?;
         io::copy(&mut tar, &mut encoder)?;
         encoder.finish()
     })

@@ -135,6 +135,15 @@ pub struct PushArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub compression: Option<PushCompression>,
 
+    /// Level for the layers --compression re-encodes (gzip 0-9, default 5; zstd 1-22, default 3)
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "compression",
+        allow_negative_numbers = true
+    )]
+    pub compression_level: Option<i32>,
+
     /// Print only the manifest digest
     #[arg(short, long)]
     pub quiet: bool,
@@ -237,6 +246,14 @@ pub struct ManifestPushArgs {
     /// Recompress layers that are compressed otherwise (changes their images' digests, and so the list's)
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub compression: Option<PushCompression>,
+    /// Level for the layers --compression re-encodes (gzip 0-9, default 5; zstd 1-22, default 3)
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "compression",
+        allow_negative_numbers = true
+    )]
+    pub compression_level: Option<i32>,
     /// Print only the list's digest
     #[arg(short, long)]
     pub quiet: bool,

@@ -725,6 +725,80 @@ fn compression_zstd_changes_blobs_not_content() {
     assert!(rerun.stderr.contains("0 uploaded"), "{rerun}");
 }
 
+/// `--compression-level` sets the level of the layers `--compression`
+/// re-encodes: level 1 and level 9 give different gzip blobs of the same
+/// tar (the config, which names the DiffIDs, is unchanged), level 9's the
+/// smaller; a level out of range is refused before anything is sent.
+#[test]
+fn compression_level_sets_the_reencoded_layers_level() {
+    let (env, source, fixture) = pulled("zstd");
+    let registry = Registry::start_plain();
+    let mut layers = Vec::new();
+    for level in ["1", "9"] {
+        let destination = registry.reference(&format!("level/busybox:l{level}"));
+        push(
+            &env,
+            &[
+                "-q",
+                "--compression",
+                "gzip",
+                "--compression-level",
+                level,
+                &source,
+                &destination,
+            ],
+        )
+        .success();
+        let raw: Value = serde_json::from_str(&skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{destination}"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            raw["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(raw["config"]["digest"], fixture.image().config_digest);
+        layers.push((
+            raw["layers"][0]["digest"].as_str().unwrap().to_string(),
+            raw["layers"][0]["size"].as_u64().unwrap(),
+        ));
+    }
+    assert_ne!(layers[0].0, layers[1].0, "{layers:?}");
+    assert!(layers[1].1 < layers[0].1, "level 9 is smaller: {layers:?}");
+
+    let refused = push(
+        &env,
+        &[
+            "--compression",
+            "gzip",
+            "--compression-level",
+            "42",
+            &source,
+            &registry.reference("level/busybox:bad"),
+        ],
+    )
+    .failure()
+    .stderr_has("--compression-level: gzip level 42 is not in 0..=9");
+    assert_eq!(refused.status.code(), Some(1), "{refused}");
+    let (status, _) = registry.get("/v2/level/busybox/manifests/bad", MANIFEST_ACCEPT);
+    assert_eq!(status, 404);
+    // A level means nothing without a compression to re-encode into.
+    push(
+        &env,
+        &[
+            "--compression-level",
+            "1",
+            &source,
+            &registry.reference("level/busybox:x"),
+        ],
+    )
+    .failure()
+    .stderr_has("--compression");
+}
+
 #[test]
 fn denied_push_says_who_refused_and_what_to_do() {
     let (env, source, _) = pulled("busybox");

@@ -16,7 +16,7 @@ use crate::store::Store;
 pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
     let image = find_image(store, &args.image)?;
     let destination = destination(&image.name, &args.image, args.destination.as_deref())?;
-    let options = options(args.jobs, args.compression);
+    let options = options(args.jobs, args.compression, args.compression_level)?;
     if image.is_list() {
         // A list's name means the list: push it with its images.
         return super::manifest::push_list(
@@ -84,12 +84,24 @@ pub(super) fn destination(name: &str, input: &str, destination: Option<&str>) ->
     Ok(destination)
 }
 
-pub(super) fn options(jobs: usize, compression: Option<PushCompression>) -> PushOptions {
-    PushOptions {
-        concurrency: jobs,
-        compression: compression.map(|c| match c {
-            PushCompression::Gzip => Compression::Gzip,
-            PushCompression::Zstd => Compression::Zstd,
-        }),
+/// The push options; a level is checked against its compression before
+/// anything is sent.
+pub(super) fn options(
+    jobs: usize,
+    compression: Option<PushCompression>,
+    level: Option<i32>,
+) -> Result<PushOptions> {
+    let compression = compression.map(|c| match c {
+        PushCompression::Gzip => Compression::Gzip,
+        PushCompression::Zstd => Compression::Zstd,
+    });
+    if let (Some(c), Some(_)) = (compression, level) {
+        crate::layer::compression::effective_level(c, level)
+            .map_err(|e| anyhow::anyhow!("--compression-level: {e}"))?;
     }
+    Ok(PushOptions {
+        concurrency: jobs,
+        compression,
+        level,
+    })
 }
