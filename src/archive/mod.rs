@@ -57,7 +57,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use load::{LoadOptions, Loaded, LoadedImage, load};
-pub use save::{SaveImage, Saved, save};
+pub use save::{SaveImage, SaveTo, Saved, save};
 
 use crate::ingest::IngestError;
 use crate::oci::Digest;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::writer::{CopyError, DirSink, Sink, TarSink};
+use super::writer::{CopyError, DirSink, Sink, StreamSink, TarSink};
 use super::{
     ArchiveError, DOCKER_MANIFEST_FILE, DOCKER_REPOSITORIES_FILE, Format, INDEX_FILE,
     OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE, blob_entry,
@@ -52,19 +52,39 @@ struct Loaded {
     source_manifest: Option<(Digest, Vec<u8>)>,
 }
 
+/// Where `save` writes.
+#[derive(Debug, Clone, Copy)]
+pub enum SaveTo<'a> {
+    /// A file (the tar formats) or a directory (`oci-dir`), made under a
+    /// temp name and renamed into place when complete.
+    Path(&'a Path),
+    /// The tar formats only, written as they are made.
+    Stdout,
+}
+
 /// Writes `images` from `store` to `dest` in `format`.
 pub fn save(
     store: &Store,
     images: &[SaveImage],
     format: Format,
-    dest: &Path,
+    dest: SaveTo<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Saved, ArchiveError> {
     let images = gather(store, images)?;
-    let mut sink: Box<dyn Sink> = match format {
-        Format::OciArchive => Box::new(TarSink::create(dest)?),
-        Format::DockerArchive => Box::new(TarSink::create(dest)?),
-        Format::OciDir => Box::new(DirSink::create(dest)?),
+    let mut sink: Box<dyn Sink> = match (format, dest) {
+        (Format::OciArchive | Format::DockerArchive, SaveTo::Path(path)) => {
+            Box::new(TarSink::create(path)?)
+        }
+        (Format::OciArchive | Format::DockerArchive, SaveTo::Stdout) => {
+            Box::new(StreamSink::new(std::io::stdout().lock(), "stdout"))
+        }
+        (Format::OciDir, SaveTo::Path(path)) => Box::new(DirSink::create(path)?),
+        (Format::OciDir, SaveTo::Stdout) => {
+            return Err(ArchiveError::Unsupported {
+                image: "-".into(),
+                reason: "oci-dir is a directory and cannot go to stdout; give `-o DIR`".into(),
+            });
+        }
     };
     let blobs = match format {
         Format::OciArchive | Format::OciDir => write_oci(store, &images, sink.as_mut(), reporter)?,

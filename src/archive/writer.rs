@@ -1,6 +1,7 @@
 //! Where `save` writes: a tar file ([`TarSink`]) or a directory
 //! ([`DirSink`]), both built under a temp name beside the destination and
-//! renamed into place by `finish`, so a failed save leaves nothing.
+//! renamed into place by `finish`, so a failed save leaves nothing; or a
+//! tar stream ([`StreamSink`], stdout).
 //!
 //! Tar entries are written by hand with `tar::Header` (GNU format, so
 //! sizes past 8 GiB fit), deterministically: mtime 0, owner 0:0, mode 0644
@@ -68,34 +69,16 @@ fn short_read(name: &str, size: u64, got: u64) -> CopyError {
     ))
 }
 
-/// A tar file being written.
-pub(super) struct TarSink {
+/// The tar format both tar sinks write, over any writer.
+struct TarOut<W: Write> {
+    out: W,
+    /// What errors name as the destination.
     dest: PathBuf,
-    temp: tempfile::NamedTempFile,
-    out: BufWriter<File>,
     /// Bytes written so far (the offset of the next header).
     pos: u64,
 }
 
-impl TarSink {
-    pub(super) fn create(dest: &Path) -> Result<Self, ArchiveError> {
-        let (temp, _) = temp_beside(dest, |dir| {
-            tempfile::Builder::new()
-                .prefix(".builder-save-")
-                .tempfile_in(dir)
-        })?;
-        let file = temp
-            .as_file()
-            .try_clone()
-            .map_err(|e| ArchiveError::io("open", temp.path(), e))?;
-        Ok(Self {
-            dest: dest.to_path_buf(),
-            out: BufWriter::with_capacity(COPY_BUFFER, file),
-            temp,
-            pos: 0,
-        })
-    }
-
+impl<W: Write> TarOut<W> {
     fn header(name: &str, kind: tar::EntryType, size: u64) -> Result<tar::Header, ArchiveError> {
         let mut h = tar::Header::new_gnu();
         h.set_path(name).map_err(|e| ArchiveError::Invalid {
@@ -124,9 +107,7 @@ impl TarSink {
         let rest = (BLOCK - size % BLOCK) % BLOCK;
         self.write(&[0u8; BLOCK as usize][..rest as usize])
     }
-}
 
-impl Sink for TarSink {
     fn dir(&mut self, name: &str) -> Result<(), ArchiveError> {
         let name = format!("{}/", name.trim_end_matches('/'));
         let h = Self::header(&name, tar::EntryType::Directory, 0)?;
@@ -151,46 +132,152 @@ impl Sink for TarSink {
         self.pad(size).map_err(CopyError::Write)
     }
 
+    /// The end of a tar: two zero blocks; then flushes.
+    fn end(&mut self) -> Result<(), ArchiveError> {
+        self.write(&[0u8; 2 * BLOCK as usize])?;
+        self.out
+            .flush()
+            .map_err(|e| ArchiveError::io("write", &self.dest, e))
+    }
+}
+
+/// A tar file being written.
+pub(super) struct TarSink {
+    temp: tempfile::NamedTempFile,
+    tar: TarOut<BufWriter<File>>,
+}
+
+impl TarSink {
+    pub(super) fn create(dest: &Path) -> Result<Self, ArchiveError> {
+        let (temp, _) = temp_beside(dest, |dir| {
+            tempfile::Builder::new()
+                .prefix(".builder-save-")
+                .tempfile_in(dir)
+        })?;
+        let file = temp
+            .as_file()
+            .try_clone()
+            .map_err(|e| ArchiveError::io("open", temp.path(), e))?;
+        Ok(Self {
+            tar: TarOut {
+                out: BufWriter::with_capacity(COPY_BUFFER, file),
+                dest: dest.to_path_buf(),
+                pos: 0,
+            },
+            temp,
+        })
+    }
+}
+
+impl Sink for TarSink {
+    fn dir(&mut self, name: &str) -> Result<(), ArchiveError> {
+        self.tar.dir(name)
+    }
+
+    fn bytes(&mut self, name: &str, data: &[u8]) -> Result<(), ArchiveError> {
+        self.tar.bytes(name, data)
+    }
+
+    fn sized(&mut self, name: &str, size: u64, reader: &mut dyn Read) -> Result<(), CopyError> {
+        self.tar.sized(name, size, reader)
+    }
+
     fn streamed(&mut self, name: &str, reader: &mut dyn Read) -> Result<u64, CopyError> {
-        let start = self.pos;
+        type Tar = TarOut<BufWriter<File>>;
+        let tar = &mut self.tar;
+        let start = tar.pos;
         let placeholder =
-            Self::header(name, tar::EntryType::Regular, 0).map_err(CopyError::Write)?;
-        self.write(placeholder.as_bytes())
+            Tar::header(name, tar::EntryType::Regular, 0).map_err(CopyError::Write)?;
+        tar.write(placeholder.as_bytes())
             .map_err(CopyError::Write)?;
-        let n = copy(reader, &mut self.out, u64::MAX, &self.dest)?;
-        self.pos += n;
-        self.pad(n).map_err(CopyError::Write)?;
+        let n = copy(reader, &mut tar.out, u64::MAX, &tar.dest)?;
+        tar.pos += n;
+        tar.pad(n).map_err(CopyError::Write)?;
         // Now the size is known: rewrite the header in place, then go back
         // to the end (seeking flushes the buffer first).
-        let header = Self::header(name, tar::EntryType::Regular, n).map_err(CopyError::Write)?;
-        let seek_err = |e| CopyError::Write(ArchiveError::io("seek in", &self.dest, e));
-        self.out.seek(SeekFrom::Start(start)).map_err(seek_err)?;
-        self.out
+        let header = Tar::header(name, tar::EntryType::Regular, n).map_err(CopyError::Write)?;
+        let seek_err = |e| CopyError::Write(ArchiveError::io("seek in", &tar.dest, e));
+        tar.out.seek(SeekFrom::Start(start)).map_err(seek_err)?;
+        tar.out
             .write_all(header.as_bytes())
-            .map_err(|e| CopyError::Write(ArchiveError::io("write", &self.dest, e)))?;
-        self.out
-            .seek(SeekFrom::Start(self.pos))
-            .map_err(|e| CopyError::Write(ArchiveError::io("seek in", &self.dest, e)))?;
+            .map_err(|e| CopyError::Write(ArchiveError::io("write", &tar.dest, e)))?;
+        tar.out
+            .seek(SeekFrom::Start(tar.pos))
+            .map_err(|e| CopyError::Write(ArchiveError::io("seek in", &tar.dest, e)))?;
         Ok(n)
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), ArchiveError> {
-        // The end of a tar: two zero blocks.
-        self.write(&[0u8; 2 * BLOCK as usize])?;
-        let dest = self.dest.clone();
-        self.out
-            .flush()
-            .map_err(|e| ArchiveError::io("write", &dest, e))?;
+        self.tar.end()?;
         let file = self.temp.as_file();
         file.set_permissions(fs::Permissions::from_mode(0o644))
             .map_err(|e| ArchiveError::io("chmod", self.temp.path(), e))?;
         file.sync_all()
             .map_err(|e| ArchiveError::io("fsync", self.temp.path(), e))?;
-        let TarSink { temp, out, .. } = *self;
-        drop(out);
+        let TarSink { temp, tar } = *self;
+        let dest = tar.dest.clone();
+        drop(tar);
         temp.persist(&dest)
             .map_err(|e| ArchiveError::io("rename into place", &dest, e.error))?;
         Ok(())
+    }
+}
+
+/// A tar written to a stream that cannot seek (stdout, a pipe), in the
+/// same bytes as [`TarSink`] writes. An entry of unknown size (a layer
+/// decompressed on the fly) is spooled to an unnamed temp file first, since
+/// its header, which holds the size, goes before it. What a failed save
+/// wrote is a truncated tar; the exit status says so.
+pub(super) struct StreamSink<W: Write> {
+    tar: TarOut<BufWriter<W>>,
+}
+
+impl<W: Write> StreamSink<W> {
+    /// `label` names the stream in errors (`stdout`).
+    pub(super) fn new(out: W, label: &str) -> Self {
+        Self {
+            tar: TarOut {
+                out: BufWriter::with_capacity(COPY_BUFFER, out),
+                dest: PathBuf::from(label),
+                pos: 0,
+            },
+        }
+    }
+}
+
+impl<W: Write> Sink for StreamSink<W> {
+    fn dir(&mut self, name: &str) -> Result<(), ArchiveError> {
+        self.tar.dir(name)
+    }
+
+    fn bytes(&mut self, name: &str, data: &[u8]) -> Result<(), ArchiveError> {
+        self.tar.bytes(name, data)
+    }
+
+    fn sized(&mut self, name: &str, size: u64, reader: &mut dyn Read) -> Result<(), CopyError> {
+        self.tar.sized(name, size, reader)
+    }
+
+    fn streamed(&mut self, name: &str, reader: &mut dyn Read) -> Result<u64, CopyError> {
+        let spool_path = std::env::temp_dir();
+        let spool_err = |e| CopyError::Write(ArchiveError::io("spool in", &spool_path, e));
+        let mut spool = tempfile::tempfile().map_err(spool_err)?;
+        let n = {
+            let mut out = BufWriter::with_capacity(COPY_BUFFER, &mut spool);
+            let n = copy(reader, &mut out, u64::MAX, &spool_path)?;
+            out.flush().map_err(spool_err)?;
+            n
+        };
+        spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
+        // Spooled bytes that cannot be read back are a write problem here.
+        match self.tar.sized(name, n, &mut spool) {
+            Err(CopyError::Read(e)) => Err(spool_err(e)),
+            other => other.map(|()| n),
+        }
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), ArchiveError> {
+        self.tar.end()
     }
 }
 

@@ -291,9 +291,9 @@ pub struct SaveArgs {
     #[arg(required = true)]
     pub images: Vec<String>,
 
-    /// Where to write the archive (a directory for oci-dir)
+    /// Where to write the archive (a directory for oci-dir); `-` or none: stdout (not a terminal)
     #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
 
     /// Archive format
     #[arg(long, value_enum, default_value = "oci-archive", value_name = "FORMAT")]

@@ -244,6 +244,51 @@ fn docker_archive_from_save_loads_in_podman() {
     assert_eq!(out.trim(), "derived from busybox");
 }
 
+/// `save` without `-o` (or with `-o -`) writes the archive to stdout, in
+/// both tar formats byte for byte what `-o FILE` writes (docker-archive
+/// layers, decompressed on the fly, are spooled to learn their size first);
+/// an oci-dir needs a directory.
+#[test]
+fn save_to_stdout_writes_the_same_bytes_as_to_a_file() {
+    let (env, images) = env_with(&["multilayer", "docker"]);
+    let refs: Vec<&str> = images.iter().map(|(r, _)| r.as_str()).collect();
+    let out = env.scratch("out");
+    for (format, dash) in [("oci-archive", false), ("docker-archive", true)] {
+        let file = out.join(format!("{format}.tar"));
+        let mut args = vec!["save", "--format", format, "-o", file.to_str().unwrap()];
+        args.extend(&refs);
+        env.builder(&args).success();
+
+        let mut args = vec!["save", "--format", format];
+        if dash {
+            args.extend(["-o", "-"]);
+        }
+        args.extend(&refs);
+        let streamed = env.command(&args).output().unwrap();
+        assert!(
+            streamed.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&streamed.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&streamed.stderr).contains("to stdout"),
+            "{format}: {}",
+            String::from_utf8_lossy(&streamed.stderr)
+        );
+        let written = fs::read(&file).unwrap();
+        assert!(written.len() > 1024, "{format}: a real archive");
+        assert!(
+            streamed.stdout == written,
+            "{format}: stdout ({} bytes) differs from the file ({} bytes)",
+            streamed.stdout.len(),
+            written.len()
+        );
+    }
+    env.builder(&["save", "--format", "oci-dir", refs[0]])
+        .failure()
+        .stderr_has("give it with `-o DIR`");
+}
+
 /// An oci-archive from `builder save` is read by `skopeo copy
 /// oci-archive:FILE:NAME`, keeping the manifest digest, and `umoci unpack`
 /// of skopeo's copy equals the original; the Docker-schema2 image's layout

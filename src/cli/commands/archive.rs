@@ -1,11 +1,13 @@
 //! `save` and `load`: images to and from archives (`crate::archive`).
 
+use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
 use super::find_image;
-use crate::archive::{self, Format, LoadOptions, SaveImage};
+use crate::archive::{self, Format, LoadOptions, SaveImage, SaveTo};
 use crate::cli::args::{ArchiveFormatArg, LoadArgs, SaveArgs};
 use crate::oci::Platform;
 use crate::reference::ImageRef;
@@ -45,17 +47,30 @@ pub fn save(store: &Store, args: SaveArgs) -> Result<ExitCode> {
         ArchiveFormatArg::DockerArchive => Format::DockerArchive,
         ArchiveFormatArg::OciDir => Format::OciDir,
     };
+    let to = match args.output.as_deref() {
+        Some(path) if path != Path::new("-") => SaveTo::Path(path),
+        _ if format == Format::OciDir => {
+            anyhow::bail!("--format oci-dir writes a directory; give it with `-o DIR`")
+        }
+        _ if std::io::stdout().is_terminal() => anyhow::bail!(
+            "refusing to write an archive to a terminal; give `-o FILE` or redirect stdout (`builder save IMAGE > image.tar`)"
+        ),
+        _ => SaveTo::Stdout,
+    };
+    let shown = match to {
+        SaveTo::Path(path) => path.display().to_string(),
+        SaveTo::Stdout => "stdout".to_string(),
+    };
     let started = std::time::Instant::now();
     let reporter = crate::cli::progress::reporter(args.quiet);
-    let saved = archive::save(store, &images, format, &args.output, reporter.as_ref())
-        .with_context(|| format!("save to `{}`", args.output.display()))?;
+    let saved = archive::save(store, &images, format, to, reporter.as_ref())
+        .with_context(|| format!("save to `{shown}`"))?;
     if !args.quiet {
         eprintln!(
-            "Saved {} image{} ({} blobs) to {} as {format} in {:.2}s",
+            "Saved {} image{} ({} blobs) to {shown} as {format} in {:.2}s",
             saved.images,
             if saved.images == 1 { "" } else { "s" },
             saved.blobs,
-            args.output.display(),
             started.elapsed().as_secs_f64()
         );
     }

@@ -281,7 +281,7 @@ fn export(
             Ok(())
         }
         Output::Oci(path) | Output::Docker(path) => {
-            use crate::archive::{Format, SaveImage, save};
+            use crate::archive::{Format, SaveImage, SaveTo, save};
             let format = match output {
                 Output::Docker(_) => Format::DockerArchive,
                 _ if path.is_dir() || path.to_string_lossy().ends_with('/') => Format::OciDir,
@@ -302,7 +302,7 @@ fn export(
                     })
                     .collect()
             };
-            save(store, &images, format, path, reporter)
+            save(store, &images, format, SaveTo::Path(path), reporter)
                 .with_context(|| format!("write the image to `{}`", path.display()))?;
             if !args.quiet {
                 eprintln!("Wrote {} {}", format.name(), path.display());
