@@ -127,6 +127,15 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "{at}download `{url}`: its TLS certificate was rejected; ADD trusts the system's CA bundle, so install the issuing CA there (or point SSL_CERT_FILE at a bundle that has it)"
+    )]
+    DownloadCertificate {
+        at: At,
+        url: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{at}download `{url}`: the server answered {status} {reason}")]
     DownloadStatus {
         at: At,
@@ -277,6 +286,7 @@ impl BuildError {
             | Self::UrlWithoutScratch { at, .. }
             | Self::UrlFileName { at, .. }
             | Self::Download { at, .. }
+            | Self::DownloadCertificate { at, .. }
             | Self::DownloadStatus { at, .. }
             | Self::ChecksumMismatch { at, .. }
             | Self::Checksum { at, .. }

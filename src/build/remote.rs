@@ -22,9 +22,11 @@
 //! [`MAX_REDIRECTS`]); anything else is an error naming the URL and the
 //! status. Proxies: `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY`
 //! from the environment (ureq's default), except that loopback hosts never
-//! use one, as with Go's `ProxyFromEnvironment`. TLS trusts the Mozilla
-//! roots compiled into ureq (`webpki-roots`), not the per-host CA
-//! directories the registry client reads.
+//! use one, as with Go's `ProxyFromEnvironment`. TLS trusts the system's
+//! CA bundle (`SSL_CERT_FILE` overrides it; without any bundle, the Mozilla
+//! roots compiled into ureq), as Go's client does, so a company CA the
+//! host trusts works; not the per-registry CA directories, which are for
+//! registries.
 
 use std::ffi::OsString;
 use std::io::{self, Read as _, Write as _};
@@ -119,10 +121,18 @@ pub(crate) fn download(
         url: url.to_owned(),
         source,
     };
-    let resp = agent_for(url)
-        .get(url)
-        .call()
-        .map_err(|e| failed(e.into_io()))?;
+    let tls = crate::registry::system_tls_config().map_err(|e| failed(io::Error::other(e)))?;
+    let resp = agent_for(url, tls).get(url).call().map_err(|e| {
+        if crate::registry::is_certificate_error(&e) {
+            BuildError::DownloadCertificate {
+                at: At::default(),
+                url: url.to_owned(),
+                source: e.into_io(),
+            }
+        } else {
+            failed(e.into_io())
+        }
+    })?;
     let status = resp.status();
     if !status.is_success() {
         return Err(BuildError::DownloadStatus {
@@ -177,8 +187,8 @@ pub(crate) fn download(
     })
 }
 
-fn agent_for(url: &str) -> Agent {
-    let mut config = Agent::config_builder();
+fn agent_for(url: &str, tls: ureq::tls::TlsConfig) -> Agent {
+    let mut config = Agent::config_builder().tls_config(tls);
     if is_loopback(host_of(url)) {
         // A proxy cannot reach our own loopback interface.
         config = config.proxy(None);

@@ -869,7 +869,8 @@ fn rustls_error(e: &ureq::Error) -> Option<&rustls::Error> {
     }
 }
 
-fn is_certificate_error(e: &ureq::Error) -> bool {
+/// Whether `e` is a TLS certificate the peer sent and we refused.
+pub fn is_certificate_error(e: &ureq::Error) -> bool {
     matches!(rustls_error(e), Some(rustls::Error::InvalidCertificate(_)))
 }
 

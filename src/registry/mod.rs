@@ -56,9 +56,9 @@ mod upload;
 
 pub use auth::{Challenge, parse_challenges};
 pub use blob::{BlobReader, VERIFIED_BYTES_MAX, into_registry_error};
-pub use client::{Client, MAX_REDIRECTS, RegistryOptions};
+pub use client::{Client, MAX_REDIRECTS, RegistryOptions, is_certificate_error};
 pub use credentials::{AuthFiles, Credential, CredentialsError};
 pub use error::RegistryError;
 pub use manifest::{FetchedManifest, MANIFEST_SIZE_MAX, Resolved, select_platform};
-pub use tls::DEFAULT_CERTS_DIRS;
+pub use tls::{DEFAULT_CERTS_DIRS, system_config as system_tls_config};
 pub use upload::{BlobPushed, CHUNK_SIZE};

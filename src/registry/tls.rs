@@ -113,6 +113,13 @@ pub fn config_for(verify: bool, extra_ca_files: &[PathBuf]) -> Result<TlsConfig,
         .build())
 }
 
+/// The TLS configuration for a host with no registry settings (ADD's
+/// `https://` sources): the system's roots, as Go's client (so BuildKit)
+/// uses them.
+pub fn system_config() -> Result<TlsConfig, RegistryError> {
+    config_for(true, &[])
+}
+
 /// Every certificate in a PEM file (other PEM items are ignored).
 fn read_pem_certs(path: &Path) -> Result<Vec<Certificate<'static>>, RegistryError> {
     let err = |source| RegistryError::CaFile {

@@ -1700,3 +1700,49 @@ CMD [\"cat\", \"/both\"]
         "store A made both stages' layers: {all_a:?}"
     );
 }
+
+/// ADD's `https://` sources trust the system's CA bundle (here the test
+/// CA, given as `SSL_CERT_FILE` the way a host would install a company
+/// CA): the TLS handshake succeeds and the server's answer (401 from the
+/// registry's `/v2/`) is what fails the step. Without that CA in the
+/// bundle, the certificate is refused.
+#[test]
+fn add_https_trusts_the_systems_ca_bundle() {
+    let env = TestEnv::new();
+    let registry = crate::support::registry::Registry::start_tls_auth("u", "p");
+    let ca = registry.ca_cert.clone().expect("a TLS registry has a CA");
+    let url = format!("{}/v2/", registry.base_url());
+    let ctx = context(
+        &env,
+        "ctx-add-https",
+        &[("Containerfile", &format!("FROM scratch\nADD {url} /v2\n"))],
+    );
+    let mut trusted = build_command(&env, &ctx, &["-q"]);
+    trusted.env("SSL_CERT_FILE", &ca);
+    let run = finish(trusted).failure();
+    assert!(
+        run.stderr.contains("401"),
+        "TLS passed, HTTP refused:\n{run}"
+    );
+    assert!(!run.stderr.contains("certificate"), "{run}");
+
+    // A bundle without the test CA: one unrelated self-signed CA.
+    let other = env.scratch("other-ca");
+    let mut openssl = Command::new("openssl");
+    openssl
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "k.pem"])
+        .args(["-out", "ca.crt", "-days", "1", "-subj", "/CN=unrelated CA"])
+        .current_dir(&other);
+    process::run_ok(openssl);
+    let mut untrusted = build_command(&env, &ctx, &["-q"]);
+    untrusted.env("SSL_CERT_FILE", other.join("ca.crt"));
+    let run = finish(untrusted).failure();
+    assert!(
+        run.stderr
+            .contains("its TLS certificate was rejected; ADD trusts the system's CA bundle"),
+        "{run}"
+    );
+    assert!(run.stderr.contains("UnknownIssuer"), "{run}");
+    assert!(!run.stderr.contains("401"), "{run}");
+}
