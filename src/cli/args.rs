@@ -131,18 +131,8 @@ pub struct PushArgs {
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
 
-    /// Recompress layers that are compressed otherwise (changes their digests and the manifest's)
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub compression: Option<PushCompression>,
-
-    /// Level for the layers --compression re-encodes (gzip 0-9, default 5; zstd 1-22, default 3)
-    #[arg(
-        long,
-        value_name = "N",
-        requires = "compression",
-        allow_negative_numbers = true
-    )]
-    pub compression_level: Option<i32>,
+    #[command(flatten)]
+    pub recompress: RecompressArgs,
 
     /// Print only the manifest digest
     #[arg(short, long)]
@@ -154,6 +144,23 @@ pub struct PushArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// `push` and `manifest push`: re-encoding layers on the way out.
+#[derive(Debug, Args)]
+pub struct RecompressArgs {
+    /// Recompress layers that are compressed otherwise (changes their digests, so the manifest's)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub compression: Option<PushCompression>,
+
+    /// Level for the layers --compression re-encodes (gzip 0-9, default 5; zstd 1-22, default 3)
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "compression",
+        allow_negative_numbers = true
+    )]
+    pub compression_level: Option<i32>,
 }
 
 /// Layer compression for `push --compression`.
@@ -244,16 +251,8 @@ pub struct ManifestPushArgs {
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
     /// Recompress layers that are compressed otherwise (changes their images' digests, and so the list's)
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub compression: Option<PushCompression>,
-    /// Level for the layers --compression re-encodes (gzip 0-9, default 5; zstd 1-22, default 3)
-    #[arg(
-        long,
-        value_name = "N",
-        requires = "compression",
-        allow_negative_numbers = true
-    )]
-    pub compression_level: Option<i32>,
+    #[command(flatten)]
+    pub recompress: RecompressArgs,
     /// Print only the list's digest
     #[arg(short, long)]
     pub quiet: bool,

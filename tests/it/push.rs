@@ -68,6 +68,17 @@ fn skopeo(args: &[&str]) -> String {
     process::run_ok(cmd)
 }
 
+/// The manifest a registry serves for `reference`, as skopeo reads it.
+fn raw_manifest(reference: &str) -> Value {
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{reference}: {e}:\n{raw}"))
+}
+
 /// Upload requests of a log (POST/PATCH/PUT on `/blobs/uploads/`).
 fn uploads(log: &[LogEntry]) -> Vec<&LogEntry> {
     log.iter()
@@ -692,13 +703,7 @@ fn compression_zstd_changes_blobs_not_content() {
     assert_ne!(digest, fixture.digest(), "new layer blobs, new manifest");
     assert!(run.stderr.contains("1 recompressed"), "{run}");
 
-    let raw: Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{destination}"),
-    ]))
-    .unwrap();
+    let raw = raw_manifest(&destination);
     assert_eq!(
         raw["layers"][0]["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -749,13 +754,7 @@ fn compression_level_sets_the_reencoded_layers_level() {
             ],
         )
         .success();
-        let raw: Value = serde_json::from_str(&skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{destination}"),
-        ]))
-        .unwrap();
+        let raw = raw_manifest(&destination);
         assert_eq!(
             raw["layers"][0]["mediaType"],
             "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -860,13 +859,7 @@ fn compression_gzip_of_a_zstd_image_is_read_by_umoci() {
     )
     .success();
     assert_ne!(run.out(), fixture.digest());
-    let raw: Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{destination}"),
-    ]))
-    .unwrap();
+    let raw = raw_manifest(&destination);
     assert_eq!(
         raw["layers"][0]["mediaType"],
         "application/vnd.oci.image.layer.v1.tar+gzip"

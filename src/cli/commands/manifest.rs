@@ -111,7 +111,7 @@ fn push(store: &Store, args: ManifestPushArgs) -> Result<ExitCode> {
     let list = find_list(store, &args.list)?;
     let destination =
         super::push::destination(&list.name, &args.list, args.destination.as_deref())?;
-    let options = super::push::options(args.jobs, args.compression, args.compression_level)?;
+    let options = super::push::options(args.jobs, &args.recompress)?;
     push_list(
         store,
         &list,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 
 use super::{find_image, registry_client};
-use crate::cli::args::{PushArgs, PushCompression};
+use crate::cli::args::{PushArgs, PushCompression, RecompressArgs};
 use crate::oci::Compression;
 use crate::push::{PushOptions, push as push_image};
 use crate::reference::ImageRef;
@@ -16,7 +16,7 @@ use crate::store::Store;
 pub fn push(store: &Store, args: PushArgs) -> Result<ExitCode> {
     let image = find_image(store, &args.image)?;
     let destination = destination(&image.name, &args.image, args.destination.as_deref())?;
-    let options = options(args.jobs, args.compression, args.compression_level)?;
+    let options = options(args.jobs, &args.recompress)?;
     if image.is_list() {
         // A list's name means the list: push it with its images.
         return super::manifest::push_list(
@@ -86,12 +86,9 @@ pub(super) fn destination(name: &str, input: &str, destination: Option<&str>) ->
 
 /// The push options; a level is checked against its compression before
 /// anything is sent.
-pub(super) fn options(
-    jobs: usize,
-    compression: Option<PushCompression>,
-    level: Option<i32>,
-) -> Result<PushOptions> {
-    let compression = compression.map(|c| match c {
+pub(super) fn options(jobs: usize, recompress: &RecompressArgs) -> Result<PushOptions> {
+    let level = recompress.compression_level;
+    let compression = recompress.compression.map(|c| match c {
         PushCompression::Gzip => Compression::Gzip,
         PushCompression::Zstd => Compression::Zstd,
     });
