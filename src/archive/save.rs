@@ -71,21 +71,22 @@ pub fn save(
     reporter: &dyn Reporter,
 ) -> Result<Saved, ArchiveError> {
     let images = gather(store, images)?;
-    let mut sink: Box<dyn Sink> = match (format, dest) {
-        (Format::OciArchive | Format::DockerArchive, SaveTo::Path(path)) => {
-            Box::new(TarSink::create(path)?)
-        }
-        (Format::OciArchive | Format::DockerArchive, SaveTo::Stdout) => {
-            Box::new(StreamSink::new(std::io::stdout().lock(), "stdout"))
-        }
-        (Format::OciDir, SaveTo::Path(path)) => Box::new(DirSink::create(path)?),
-        (Format::OciDir, SaveTo::Stdout) => {
-            return Err(ArchiveError::Unsupported {
-                image: "-".into(),
-                reason: "oci-dir is a directory and cannot go to stdout; give `-o DIR`".into(),
-            });
-        }
-    };
+    let mut sink: Box<dyn Sink> =
+        match (format, dest) {
+            (Format::OciArchive | Format::DockerArchive, SaveTo::Path(path)) => {
+                Box::new(TarSink::create(path)?)
+            }
+            (Format::OciArchive | Format::DockerArchive, SaveTo::Stdout) => Box::new(
+                StreamSink::new(std::io::stdout().lock(), "stdout", store.tmp_dir()),
+            ),
+            (Format::OciDir, SaveTo::Path(path)) => Box::new(DirSink::create(path)?),
+            (Format::OciDir, SaveTo::Stdout) => {
+                return Err(ArchiveError::Unsupported {
+                    image: "-".into(),
+                    reason: "oci-dir is a directory and cannot go to stdout; give `-o DIR`".into(),
+                });
+            }
+        };
     let blobs = match format {
         Format::OciArchive | Format::OciDir => write_oci(store, &images, sink.as_mut(), reporter)?,
         Format::DockerArchive => write_docker(store, &images, sink.as_mut(), reporter)?,

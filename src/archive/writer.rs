@@ -225,22 +225,25 @@ impl Sink for TarSink {
 
 /// A tar written to a stream that cannot seek (stdout, a pipe), in the
 /// same bytes as [`TarSink`] writes. An entry of unknown size (a layer
-/// decompressed on the fly) is spooled to an unnamed temp file first, since
+/// decompressed on the fly) is spooled to an unnamed temp file in
+/// `spool_dir` first (the store's, not `/tmp`, which is often RAM), since
 /// its header, which holds the size, goes before it. What a failed save
 /// wrote is a truncated tar; the exit status says so.
 pub(super) struct StreamSink<W: Write> {
     tar: TarOut<BufWriter<W>>,
+    spool_dir: PathBuf,
 }
 
 impl<W: Write> StreamSink<W> {
     /// `label` names the stream in errors (`stdout`).
-    pub(super) fn new(out: W, label: &str) -> Self {
+    pub(super) fn new(out: W, label: &str, spool_dir: PathBuf) -> Self {
         Self {
             tar: TarOut {
                 out: BufWriter::with_capacity(COPY_BUFFER, out),
                 dest: PathBuf::from(label),
                 pos: 0,
             },
+            spool_dir,
         }
     }
 }
@@ -259,9 +262,9 @@ impl<W: Write> Sink for StreamSink<W> {
     }
 
     fn streamed(&mut self, name: &str, reader: &mut dyn Read) -> Result<u64, CopyError> {
-        let spool_path = std::env::temp_dir();
+        let spool_path = self.spool_dir.clone();
         let spool_err = |e| CopyError::Write(ArchiveError::io("spool in", &spool_path, e));
-        let mut spool = tempfile::tempfile().map_err(spool_err)?;
+        let mut spool = tempfile::tempfile_in(&spool_path).map_err(spool_err)?;
         let n = {
             let mut out = BufWriter::with_capacity(COPY_BUFFER, &mut spool);
             let n = copy(reader, &mut out, u64::MAX, &spool_path)?;

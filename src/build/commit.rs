@@ -65,12 +65,16 @@ pub fn commit_dir(
         .commit_blob(txn, &diffed.digest)
         .map_err(BuildError::store)?;
     let recorded = std::time::Instant::now();
-    let inventory = if as_recorded {
+    let mut inventory = if as_recorded {
         diffed.inventory
     } else {
         tracing::debug!(dir = %dir.display(), "the upper changed while it was committed; scanning it for the inventory");
         layer::inventory::scan(&txn.layer_dir()).map_err(BuildError::layer)?
     };
+    // Adoption made the root 0755 root:root after the diff recorded it.
+    inventory
+        .refresh_root(&txn.layer_dir())
+        .map_err(BuildError::layer)?;
     let json = serde_json::to_vec(&inventory).expect("an inventory serialises");
     store
         .commit_layer(txn, &diffed.diff_id, &json)

@@ -1198,17 +1198,30 @@ impl Engine<'_> {
         let txn = self.store.begin().map_err(BuildError::store)?;
         let opts = self.diff_options(finished.created_mount_points);
         let layer = std::thread::scope(|scope| {
-            let unmounting = container.unmount_on(scope);
-            commit::commit_dir(self.store, &txn, &upper, &lowers, &opts, || {
-                unmounting
-                    .join()
-                    .expect("unmounting does not panic")
-                    .map_err(|source| BuildError::Container {
-                        at: At::default(),
-                        step: step_text.clone(),
-                        source: Box::new(source),
-                    })
-            })
+            let mut unmounting = Some(container.unmount_on(scope));
+            let mut settle = || match unmounting.take().map(|h| h.join()) {
+                None | Some(Ok(Ok(()))) => Ok(()),
+                Some(Ok(Err(source))) => Err(BuildError::Container {
+                    at: At::default(),
+                    step: step_text.clone(),
+                    source: Box::new(source),
+                }),
+                Some(Err(_)) => Err(BuildError::io(
+                    "unmount the RUN's rootfs",
+                    std::io::Error::other("the unmounting thread panicked"),
+                )),
+            };
+            let committed =
+                commit::commit_dir(self.store, &txn, &upper, &lowers, &opts, &mut settle);
+            // A diff that failed before settling still waits for the
+            // unmount, and says if it failed too (the container's removal
+            // then finds the rootfs still mounted).
+            if committed.is_err()
+                && let Err(e) = settle()
+            {
+                tracing::warn!("{e}: {:?}", std::error::Error::source(&e));
+            }
+            committed
         })?;
         drop(txn);
         tracing::debug!(

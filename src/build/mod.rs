@@ -127,12 +127,12 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
-    #[error(
-        "{at}download `{url}`: its TLS certificate was rejected; ADD trusts the system's CA bundle, so install the issuing CA there (or point SSL_CERT_FILE at a bundle that has it)"
-    )]
+    #[error("{at}download `{url}`: its TLS certificate was rejected{advice}")]
     DownloadCertificate {
         at: At,
         url: String,
+        /// What to do about it, when we know.
+        advice: &'static str,
         #[source]
         source: io::Error,
     },

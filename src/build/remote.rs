@@ -23,10 +23,10 @@
 //! status. Proxies: `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` and `NO_PROXY`
 //! from the environment (ureq's default), except that loopback hosts never
 //! use one, as with Go's `ProxyFromEnvironment`. TLS trusts the system's
-//! CA bundle (`SSL_CERT_FILE` overrides it; without any bundle, the Mozilla
-//! roots compiled into ureq), as Go's client does, so a company CA the
-//! host trusts works; not the per-registry CA directories, which are for
-//! registries.
+//! CA bundle file, as Go's client (so BuildKit) does, so a company CA the
+//! host trusts works: `SSL_CERT_FILE` overrides it (`SSL_CERT_DIR` is not
+//! read); without any bundle, the Mozilla roots compiled into ureq. Not
+//! the per-registry CA directories, which are for registries.
 
 use std::ffi::OsString;
 use std::io::{self, Read as _, Write as _};
@@ -123,14 +123,20 @@ pub(crate) fn download(
     };
     let tls = crate::registry::system_tls_config().map_err(|e| failed(io::Error::other(e)))?;
     let resp = agent_for(url, tls).get(url).call().map_err(|e| {
-        if crate::registry::is_certificate_error(&e) {
-            BuildError::DownloadCertificate {
-                at: At::default(),
-                url: url.to_owned(),
-                source: e.into_io(),
+        let Some(why) = crate::registry::rejected_certificate(&e) else {
+            return failed(e.into_io());
+        };
+        let advice = match why {
+            rustls::CertificateError::UnknownIssuer => {
+                ": ADD trusts the system's CA bundle, so install the issuing CA there (or point SSL_CERT_FILE at a bundle that has it)"
             }
-        } else {
-            failed(e.into_io())
+            _ => "",
+        };
+        BuildError::DownloadCertificate {
+            at: At::default(),
+            url: url.to_owned(),
+            advice,
+            source: e.into_io(),
         }
     })?;
     let status = resp.status();

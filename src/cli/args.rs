@@ -153,7 +153,7 @@ pub struct RecompressArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub compression: Option<PushCompression>,
 
-    /// Level for the layers --compression re-encodes (gzip 0-9, default 5; zstd 1-22, default 3)
+    /// Level for the layers --compression re-encodes (gzip 0-9, default 5; zstd 1-22 or negative for faster, default 3)
     #[arg(
         long,
         value_name = "N",

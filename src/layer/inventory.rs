@@ -479,6 +479,30 @@ impl Recorder {
     }
 }
 
+impl Inventory {
+    /// Records `dir`'s root again, as it is now: adopting a directory as a
+    /// layer sets its root's owner and mode after the entries were
+    /// recorded.
+    pub fn refresh_root(&mut self, dir: &Path) -> Result<(), LayerError> {
+        let scan_err = |source| LayerError::Scan {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let md = std::fs::symlink_metadata(dir).map_err(scan_err)?;
+        let mut root = Entry::new(Kind::Dir, md.mode(), md.uid(), md.gid());
+        root.xattrs = sysfs::lxattrs(dir)
+            .map_err(scan_err)?
+            .into_iter()
+            .map(|(n, v)| (ByteStr(n), ByteStr(v)))
+            .collect();
+        match self.entries.first_mut() {
+            Some(first) if first.path.0.is_empty() => *first = root,
+            _ => self.entries.insert(0, root),
+        }
+        Ok(())
+    }
+}
+
 /// `path/` (or the empty prefix for the root): what every path strictly
 /// below `path` starts with.
 pub(crate) fn below_prefix(path: &[u8]) -> Vec<u8> {

@@ -869,8 +869,15 @@ fn rustls_error(e: &ureq::Error) -> Option<&rustls::Error> {
     }
 }
 
-/// Whether `e` is a TLS certificate the peer sent and we refused.
-pub fn is_certificate_error(e: &ureq::Error) -> bool {
+/// Why the peer's TLS certificate was refused, if that is what `e` is.
+pub fn rejected_certificate(e: &ureq::Error) -> Option<&rustls::CertificateError> {
+    match rustls_error(e) {
+        Some(rustls::Error::InvalidCertificate(why)) => Some(why),
+        _ => None,
+    }
+}
+
+fn is_certificate_error(e: &ureq::Error) -> bool {
     matches!(rustls_error(e), Some(rustls::Error::InvalidCertificate(_)))
 }
 

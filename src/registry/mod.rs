@@ -56,7 +56,7 @@ mod upload;
 
 pub use auth::{Challenge, parse_challenges};
 pub use blob::{BlobReader, VERIFIED_BYTES_MAX, into_registry_error};
-pub use client::{Client, MAX_REDIRECTS, RegistryOptions, is_certificate_error};
+pub use client::{Client, MAX_REDIRECTS, RegistryOptions, rejected_certificate};
 pub use credentials::{AuthFiles, Credential, CredentialsError};
 pub use error::RegistryError;
 pub use manifest::{FetchedManifest, MANIFEST_SIZE_MAX, Resolved, select_platform};

@@ -166,7 +166,9 @@ impl Store {
         self.root.clone()
     }
 
-    fn tmp_dir(&self) -> PathBuf {
+    /// Where transactions and other scratch files live (on the store's
+    /// filesystem, which holds the layers, so it has room for one).
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.builder_dir().join("tmp")
     }
 

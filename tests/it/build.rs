@@ -1740,9 +1740,48 @@ fn add_https_trusts_the_systems_ca_bundle() {
     let run = finish(untrusted).failure();
     assert!(
         run.stderr
-            .contains("its TLS certificate was rejected; ADD trusts the system's CA bundle"),
+            .contains("its TLS certificate was rejected: ADD trusts the system's CA bundle"),
         "{run}"
     );
     assert!(run.stderr.contains("UnknownIssuer"), "{run}");
     assert!(!run.stderr.contains("401"), "{run}");
+}
+
+/// `cmd` run through `sh` with `umask 002` (a desktop user's usual umask):
+/// same program, arguments and environment.
+fn with_umask_002(cmd: &Command) -> Command {
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "umask 002 && exec \"$0\" \"$@\""])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => sh.env(key, v),
+            None => sh.env_remove(key),
+        };
+    }
+    sh
+}
+
+/// Under `umask 002` the directories builder creates (a RUN's upper, a
+/// COPY's layer) start as 0775; the layers still have a 0755 root, and
+/// their inventories say what is on disk (`check` is clean).
+#[test]
+fn layers_built_under_umask_002_have_a_0755_root_and_check_clean() {
+    let env = env_with_busybox();
+    let ctx = context(
+        &env,
+        "ctx-umask",
+        &[
+            ("Containerfile", "FROM busybox\nCOPY a /a\nRUN touch /b\n"),
+            ("a", "a\n"),
+        ],
+    );
+    let build = build_command(&env, &ctx, &["-q", "-t", "umask:1"]);
+    finish(with_umask_002(&build)).success();
+    env.assert_check_clean();
+    let mode = env
+        .builder(&["run", "--rm", "umask:1", "stat", "-c", "%a", "/"])
+        .success();
+    assert_eq!(mode.out(), "755");
 }

@@ -731,3 +731,63 @@ fn a_failing_writer_is_an_error_not_a_panic() {
         }
     }
 }
+
+/// [`Diffed::inventory`] against the real thing: the upper itself is
+/// tidied (not a copy) and scanned. It holds what tidying changes or what
+/// a copy would hide: a socket and an excluded empty mount point (both
+/// removed), the latter hard-linked to a kept file (its group shrinks to
+/// one), overlay-internal xattrs (removed) next to a user xattr and the
+/// opaque marker (kept), a hard-linked symlink, and a root with its own
+/// mode and xattrs.
+#[test]
+fn the_inventory_is_the_tidied_upper() {
+    let tmp = scratch();
+    let upper = tmp.path().join("upper");
+    std::fs::create_dir_all(upper.join("etc")).unwrap();
+    std::fs::create_dir_all(upper.join("opq")).unwrap();
+    std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o775)).unwrap();
+    sysfs::lsetxattr(&upper, b"user.note", b"root").unwrap();
+    sysfs::lsetxattr(&upper, b"trusted.overlay.impure", b"y").unwrap();
+    sysfs::lsetxattr(&upper.join("opq"), b"trusted.overlay.opaque", b"y").unwrap();
+    std::fs::write(upper.join("kept"), b"kept").unwrap();
+    sysfs::lsetxattr(&upper.join("kept"), b"user.tag", b"v").unwrap();
+    sysfs::lsetxattr(&upper.join("kept"), b"trusted.overlay.origin", b"\x00x").unwrap();
+    std::fs::write(upper.join("etc/hosts"), b"").unwrap();
+    std::fs::hard_link(upper.join("etc/hosts"), upper.join("also-hosts")).unwrap();
+    std::os::unix::fs::symlink("kept", upper.join("link")).unwrap();
+    std::fs::hard_link(upper.join("link"), upper.join("link2")).unwrap();
+    let socket = std::os::unix::net::UnixListener::bind(upper.join("sock")).unwrap();
+    let opts = DiffOptions {
+        compression: Compression::None,
+        exclude: vec![PathBuf::from("etc/hosts")],
+        ..DiffOptions::default()
+    };
+    let d = diff(&upper, &[], Vec::new(), &opts).unwrap();
+    drop(socket);
+    assert!(d.tidy_upper(&upper).unwrap());
+    let scanned = scan(&upper).unwrap();
+    let mismatches = compare(&d.inventory, &scanned);
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+    let entry = |p: &str| {
+        d.inventory
+            .entries
+            .iter()
+            .find(|e| e.path.as_bytes() == p.as_bytes())
+            .unwrap_or_else(|| panic!("{p} not in the inventory"))
+            .clone()
+    };
+    assert_eq!(entry("").mode, 0o775);
+    assert_eq!(entry("kept").xattrs.len(), 1, "origin removed, tag kept");
+    assert_eq!(entry("opq").xattrs.len(), 1, "the opaque marker stays");
+    assert_eq!(
+        entry("link2").link,
+        Some(crate::layer::inventory::ByteStr(b"link".to_vec()))
+    );
+    assert_eq!(entry("also-hosts").link, None, "its other name was removed");
+    assert!(
+        d.inventory
+            .entries
+            .iter()
+            .all(|e| e.path.as_bytes() != b"sock" && e.path.as_bytes() != b"etc/hosts")
+    );
+}
