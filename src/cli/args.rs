@@ -149,7 +149,7 @@ pub struct PushArgs {
 /// `push` and `manifest push`: re-encoding layers on the way out.
 #[derive(Debug, Args)]
 pub struct RecompressArgs {
-    /// Recompress layers that are compressed otherwise (changes their digests, so the manifest's)
+    /// Recompress layers that are compressed otherwise (new layer digests, so new manifest digests)
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub compression: Option<PushCompression>,
 
