@@ -250,7 +250,6 @@ pub struct ManifestPushArgs {
     /// Also write the pushed list's digest to FILE
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
-    /// Recompress layers that are compressed otherwise (changes their images' digests, and so the list's)
     #[command(flatten)]
     pub recompress: RecompressArgs,
     /// Print only the list's digest
