@@ -65,7 +65,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::compression::{self, Encoder};
-use super::inventory::{self, ContentHasher, Entry, Hash64, Inventory, Kind, Mtime, Recorder};
+use super::inventory::{self, ContentHasher, Entry, Hash64, Inventory, Kind, Recorder};
 use super::whiteout::{self, OverlayXattr};
 use super::{LayerError, join};
 use crate::oci::verify::HashingWriter;
@@ -438,17 +438,7 @@ impl Walker<'_> {
             let is_whiteout =
                 ft.is_char_device() && whiteout::is_overlay_whiteout_dev(rdev.0, rdev.1);
             let excluded = self.exclude.contains(&crel);
-            let kind = inventory::kind_of(ft, rdev);
-            let mut record = Entry::new(kind, md.mode(), md.uid(), md.gid());
-            match kind {
-                Kind::Dir => {}
-                Kind::File => record.size = md.len(),
-                Kind::Char | Kind::Block => record.rdev = Some(rdev),
-                _ => {}
-            }
-            if kind != Kind::Dir {
-                record.mtime = Some(Mtime(md.mtime(), md.mtime_nsec() as u32));
-            }
+            let mut record = Entry::from_metadata(&md);
             let mut item = Item {
                 key: crel.clone(),
                 source: crel.clone(),
@@ -466,7 +456,7 @@ impl Walker<'_> {
             if is_whiteout {
                 if self.in_lowers(&crel) {
                     // Whatever xattrs a whiteout has stay in the upper.
-                    record.xattrs = bytestrs(
+                    record.xattrs = inventory::xattr_pairs(
                         sysfs::lxattrs(&child.path()).map_err(|e| self.read_err(&crel, e))?,
                     );
                     item.record = Some(record);
@@ -481,7 +471,7 @@ impl Walker<'_> {
             }
             let (xattrs, opaque, staying) = self.xattrs(&child.path(), &crel)?;
             item.xattrs = xattrs;
-            record.xattrs = bytestrs(staying);
+            record.xattrs = inventory::xattr_pairs(staying);
             if ft.is_dir() {
                 let sub = self.dir(&crel)?;
                 below.excluded |= sub.excluded;
@@ -666,15 +656,7 @@ fn inventory_of(
     items: Vec<Item>,
     content: &HashMap<u64, Hash64>,
 ) -> Result<Inventory, LayerError> {
-    let read_err = |source| LayerError::Upper {
-        path: upper.to_path_buf(),
-        source,
-    };
     let mut recorder = Recorder::default();
-    let root = std::fs::symlink_metadata(upper).map_err(read_err)?;
-    let mut root_entry = Entry::new(Kind::Dir, root.mode(), root.uid(), root.gid());
-    root_entry.xattrs = bytestrs(sysfs::lxattrs(upper).map_err(read_err)?);
-    recorder.insert(Vec::new(), root_entry);
     let mut nodes: HashMap<u64, u64> = HashMap::new();
     for item in items {
         let Some(mut record) = item.record else {
@@ -692,14 +674,9 @@ fn inventory_of(
             recorder.insert(item.source, record);
         }
     }
-    Ok(recorder.finish())
-}
-
-fn bytestrs(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(inventory::ByteStr, inventory::ByteStr)> {
-    pairs
-        .into_iter()
-        .map(|(n, v)| (inventory::ByteStr(n), inventory::ByteStr(v)))
-        .collect()
+    let mut inventory = recorder.finish();
+    inventory.refresh_root(upper)?;
+    Ok(inventory)
 }
 
 /// Writes every item and the end-of-archive blocks; returns the entry count.

@@ -118,6 +118,25 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// What `lstat` says of an entry (no path, content hash, symlink
+    /// target or xattrs yet): kind, permissions, owner, and by kind the
+    /// size, mtime (not for directories) and device number. What
+    /// [`scan`] and the layer diff both record from one `lstat`.
+    pub(crate) fn from_metadata(md: &std::fs::Metadata) -> Entry {
+        let rdev = (rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev()));
+        let kind = kind_of(md.file_type(), rdev);
+        let mut entry = Entry::new(kind, md.mode(), md.uid(), md.gid());
+        if kind != Kind::Dir {
+            entry.mtime = Some(Mtime(md.mtime(), md.mtime_nsec() as u32));
+        }
+        match kind {
+            Kind::File => entry.size = md.len(),
+            Kind::Char | Kind::Block => entry.rdev = Some(rdev),
+            _ => {}
+        }
+        entry
+    }
+
     /// An entry with only the common fields set (no path yet: the recorder
     /// or the caller fills it in); `mode` keeps only the permission bits.
     pub fn new(kind: Kind, mode: u32, uid: u32, gid: u32) -> Entry {
@@ -480,27 +499,31 @@ impl Recorder {
 }
 
 impl Inventory {
-    /// Records `dir`'s root again, as it is now: adopting a directory as a
-    /// layer sets its root's owner and mode after the entries were
-    /// recorded.
+    /// Records `dir`'s root as it is now (adding it, or replacing what was
+    /// recorded: adopting a directory as a layer sets its root's owner and
+    /// mode after its entries were recorded).
     pub fn refresh_root(&mut self, dir: &Path) -> Result<(), LayerError> {
         let scan_err = |source| LayerError::Scan {
             path: dir.to_path_buf(),
             source,
         };
         let md = std::fs::symlink_metadata(dir).map_err(scan_err)?;
-        let mut root = Entry::new(Kind::Dir, md.mode(), md.uid(), md.gid());
-        root.xattrs = sysfs::lxattrs(dir)
-            .map_err(scan_err)?
-            .into_iter()
-            .map(|(n, v)| (ByteStr(n), ByteStr(v)))
-            .collect();
+        let mut root = Entry::from_metadata(&md);
+        root.xattrs = xattr_pairs(sysfs::lxattrs(dir).map_err(scan_err)?);
         match self.entries.first_mut() {
             Some(first) if first.path.0.is_empty() => *first = root,
             _ => self.entries.insert(0, root),
         }
         Ok(())
     }
+}
+
+/// xattrs as (name, value) pairs for an [`Entry`].
+pub(crate) fn xattr_pairs(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(ByteStr, ByteStr)> {
+    pairs
+        .into_iter()
+        .map(|(n, v)| (ByteStr(n), ByteStr(v)))
+        .collect()
 }
 
 /// `path/` (or the empty prefix for the root): what every path strictly
@@ -576,15 +599,10 @@ pub fn scan(dir: &Path) -> Result<Inventory, LayerError> {
             .as_os_str()
             .as_bytes()
             .to_vec();
-        let rdev = (rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev()));
-        let kind = kind_of(md.file_type(), rdev);
-        let mut entry = Entry::new(kind, md.mode(), md.uid(), md.gid());
-        if kind != Kind::Dir {
-            entry.mtime = Some(Mtime(md.mtime(), md.mtime_nsec() as u32));
-        }
+        let mut entry = Entry::from_metadata(&md);
+        let kind = entry.kind;
         match kind {
             Kind::File => {
-                entry.size = md.len();
                 let mut f = std::fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
@@ -604,14 +622,9 @@ pub fn scan(dir: &Path) -> Result<Inventory, LayerError> {
                 let t = std::fs::read_link(path).map_err(|e| scan_err(path, e))?;
                 entry.target = Some(ByteStr(t.as_os_str().as_bytes().to_vec()));
             }
-            Kind::Char | Kind::Block => entry.rdev = Some(rdev),
             _ => {}
         }
-        entry.xattrs = sysfs::lxattrs(path)
-            .map_err(|e| scan_err(path, e))?
-            .into_iter()
-            .map(|(n, v)| (ByteStr(n), ByteStr(v)))
-            .collect();
+        entry.xattrs = xattr_pairs(sysfs::lxattrs(path).map_err(|e| scan_err(path, e))?);
         if kind != Kind::Dir && md.nlink() > 1 {
             let node = *inodes.entry(md.ino()).or_insert_with(|| {
                 next_shared += 1;
